@@ -1,0 +1,25 @@
+"""netspec: declare a neural network and its training in YAML.
+
+    spec = netspec.load("specs/digits_cnn.yaml", ["train.epochs=3"])
+    model = netspec.build(spec)          # a plain torch.nn.Module
+    result = netspec.train(spec, out="runs")
+
+`import netspec` is cheap: torch is imported only when building or training.
+"""
+from .errors import RunError, SpecError
+from .spec import load
+
+__version__ = "0.1.0"
+__all__ = ["load", "build", "train", "SpecError", "RunError"]
+
+
+def build(spec, **context):
+    """The torch.nn.Module of a network spec (for a GAN or seq2seq: a module holding each network)."""
+    from .compile import build as _build
+    return _build(spec, **context)
+
+
+def train(spec, out="runs", **kw):
+    """Train a spec (or run its sweep); returns the result with `.metrics`."""
+    from .runs import run
+    return run(spec, out=out, **kw)

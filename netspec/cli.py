@@ -1,0 +1,169 @@
+"""The `netspec` command. Thin: each command parses its options and calls the library.
+Heavy imports (torch) happen inside the commands that need them."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from .errors import RunError, SpecError
+
+
+def _fail(code: int, lines: list[str]):
+    for line in lines:
+        click.echo(line, err=True)
+    sys.exit(code)
+
+
+def handled(fn):
+    """Spec errors exit 2 with FILE:LINE:COL lines; failed runs exit 1; no tracebacks
+    unless --debug."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        debug = click.get_current_context().find_root().params.get("debug")
+        try:
+            return fn(*args, **kwargs)
+        except SpecError as e:
+            if debug:
+                raise
+            n = len(e.problems)
+            _fail(2, [str(p) for p in e.problems]
+                  + ([f"{n} problems found."] if n > 1 else []))
+        except RunError as e:
+            if debug:
+                raise
+            _fail(1, [f"error: {e}"])
+        except KeyboardInterrupt:
+            _fail(130, ["interrupted"])
+    return wrapper
+
+
+SET = click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
+                   help="Override one value (dotted path, YAML value), e.g. --set train.epochs=2. Repeatable.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show Python tracebacks on errors.")
+@click.version_option(package_name="netspec")
+def main(debug):
+    """Declare a neural network and its training in YAML; build, train and sweep it.
+
+    \b
+      netspec build specs/digits_cnn.yaml        validate and summarise
+      netspec train specs/digits_cnn.yaml        train, logging to runs/<name>/
+      tensorboard --logdir runs                  watch it
+    """
+
+
+@main.command()
+@click.argument("spec_file", metavar="SPEC")
+@SET
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@handled
+def build(spec_file, overrides, as_json):
+    """Validate SPEC, infer every shape and print a summary of the network."""
+    from . import spec as S
+    spec = S.load(spec_file, overrides)
+    from .compile import format_summary, report
+    rep = report(spec)
+    if as_json:
+        click.echo(json.dumps(rep, indent=2))
+    else:
+        click.echo(format_summary(rep, f"{spec.name} ({spec.kind})"))
+
+
+@main.command()
+def schema():
+    """Print the JSON Schema of the spec format (for editor completion)."""
+    from .schema import json_schema
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@main.command()
+@click.argument("spec_file", metavar="SPEC")
+@SET
+@click.option("--out", default="runs", show_default=True, help="Folder that holds the run folders.")
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/<name>/ "
+                                             "(a sweep: skip finished trials, resume the rest).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="Sweep trials run at once, each in its own process.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where sweep trials run: local processes, or a Ray cluster (RAY_ADDRESS or a local one).")
+@click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
+              help="Data-parallel processes for one run (DistributedDataParallel).")
+@click.option("--dry-run", is_flag=True, help="Validate and list what would run, then stop.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handled
+def train(spec_file, overrides, out, resume, workers, executor, nproc, dry_run, quiet):
+    """Train SPEC; write TensorBoard logs, checkpoints, spec.yaml and metrics.json
+    into OUT/<name>/ (a sweep: one folder per trial plus results.csv)."""
+    from . import spec as S
+    spec = S.load(spec_file, overrides)
+    if spec.sweep is not None:
+        from .sweep import run_sweep
+        result = run_sweep(spec, out=out, workers=workers, executor=executor, resume=resume,
+                           dry_run=dry_run, quiet=quiet)
+        if result is not None and result.failed:
+            raise RunError(f"{result.failed} of {len(result.trials)} trials failed; see {result.folder}/results.csv")
+        return
+    if dry_run:
+        from .compile import compile_spec
+        compile_spec(spec)
+        click.echo(f"{spec_file}: valid; would train '{spec.name}' into {out}/{spec.name}/")
+        return
+    if nproc > 1:
+        from .distributed import launch
+        launch(spec_file, overrides, out=out, nproc=nproc, resume=resume)
+        return
+    from .runs import run
+    run(spec, out=out, resume=resume, progress=not quiet)
+
+
+@main.command()
+@click.argument("run_dir")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
+              help="Override the run's spec, e.g. to point data.source at other files.")
+@handled
+def evaluate(run_dir, split, checkpoint, overrides):
+    """Evaluate a trained run's checkpoint on a split of its data; print the metrics as JSON."""
+    from .runs import evaluate_run
+    metrics = evaluate_run(run_dir, split=split, which=checkpoint, overrides=overrides)
+    click.echo(json.dumps(metrics, indent=2))
+
+
+@main.command()
+@click.argument("run_dir")
+@click.argument("inputs", required=False)
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--output", "-o", default="-", help="Where to write predictions (default stdout).")
+@handled
+def predict(run_dir, inputs, checkpoint, output):
+    """Run a trained checkpoint on INPUTS (.npz with key x, .npy, or .csv of features;
+    seq2seq: a text file, or stdin, one sequence per line) and write predictions."""
+    from .runs import predict_run
+    predict_run(run_dir, inputs, which=checkpoint, output=output)
+
+
+@main.command()
+@click.argument("run_dir")
+@click.option("--n", default=64, show_default=True, type=click.IntRange(1), help="How many samples.")
+@click.option("--out", "out_file", default=None, help="GAN: PNG file for the image grid.")
+@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--prime", default="", help="Language model: text to start from.")
+@click.option("--length", default=200, show_default=True, type=click.IntRange(1))
+@click.option("--label", type=int, default=None, help="Conditional GAN: the class to generate.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@handled
+def sample(run_dir, n, out_file, temperature, prime, length, label, seed):
+    """Generate from a trained run: a GAN's image grid, or a language model's text."""
+    from .runs import sample_run
+    sample_run(run_dir, n=n, out=out_file, temperature=temperature, prime=prime, length=length,
+               label=label, seed=seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""JSON Schema of the spec format *as users write it*: bare names, one-key mappings,
+scalar shorthands and name/inputs beside a layer, so an editor's YAML language server
+completes and checks real files. Derived from the pydantic models (no torch)."""
+from __future__ import annotations
+
+import copy
+
+from .spec import KINDS
+from .spec.base import REGISTRY
+
+SIBLINGS = {"layer": ("name", "inputs")}
+
+
+def _variants(defs: dict, name: str, ref: str, family: str) -> list[dict]:
+    d = defs[ref.rsplit("/", 1)[-1]]
+    props = {k: v for k, v in d.get("properties", {}).items() if k != "type"}
+    required = [r for r in d.get("required", []) if r != "type"]
+    siblings = {k: props.pop(k) for k in SIBLINGS.get(family, ()) if k in props}
+    cls = REGISTRY[family][name]
+    args: list[dict] = [{"type": "object", "properties": props, "required": required,
+                         "additionalProperties": False}]
+    if cls.first and cls.first in props:
+        args.append(props[cls.first])
+    if not required:
+        args.append({"type": "null"})
+    doc = (cls.__doc__ or "").strip()
+    mapping = {"type": "object", "properties": {name: {"anyOf": args}, **siblings},
+               "required": [name], "additionalProperties": False,
+               "title": name}
+    if doc:
+        mapping["description"] = doc
+    out = [mapping]
+    if not required:
+        out.insert(0, {"const": name, "description": doc or name})
+    return out
+
+
+def _family(mapping: dict) -> str | None:
+    names = set(mapping)
+    for fam, table in REGISTRY.items():
+        if names == set(table):
+            return fam
+    return None
+
+
+def _rewrite(node, defs):
+    if isinstance(node, dict):
+        disc = node.get("discriminator")
+        if disc and disc.get("propertyName") == "type":
+            fam = _family(disc["mapping"])
+            if fam:
+                return {"anyOf": [v for n, r in disc["mapping"].items() for v in _variants(defs, n, r, fam)]}
+        return {k: _rewrite(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rewrite(v, defs) for v in node]
+    return node
+
+
+def json_schema() -> dict:
+    kinds = []
+    all_defs = {}
+    for kind, cls in KINDS.items():
+        s = cls.model_json_schema(mode="validation")
+        defs = s.pop("$defs", {})
+        all_defs.update(defs)
+        s["properties"]["kind"] = ({"const": kind} if kind != "network" else {"const": "network"})
+        if kind != "network":
+            s.setdefault("required", []).append("kind")
+        kinds.append(s)
+    top = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+           "title": "netspec spec", "$defs": {}, "anyOf": kinds}
+    top = _rewrite(top, all_defs)
+    top["$defs"] = {k: _rewrite(v, all_defs) for k, v in all_defs.items()}
+    return copy.deepcopy(top)
