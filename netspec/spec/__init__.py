@@ -220,3 +220,26 @@ def apply_set(source: Source, item: str) -> None:
     for key in [k for k in source.where if k[:len(written)] == written]:
         del source.where[key]
     source.where[written] = (f"--set {item}", None, None)
+
+
+# --- back to the written form (for the run folder's spec.yaml) ---
+def written(obj: Any) -> Any:
+    """A validated spec (or part) as a user would write it: components as {name: args},
+    every default filled in, so the file fully records what ran and loads back as is."""
+    from pydantic import BaseModel
+
+    from .base import Component
+    if isinstance(obj, Component):
+        args = {k: written(v) for k, v in obj if k not in ("type", "name", "inputs") and v is not None}
+        wiring = {k: v for k, v in (("name", getattr(obj, "name", None)),
+                                    ("inputs", getattr(obj, "inputs", None))) if v is not None}
+        if not args and not wiring:
+            return obj.type
+        return {obj.type: args or None, **wiring}
+    if isinstance(obj, BaseModel):
+        return {k: written(v) for k, v in obj if v is not None}
+    if isinstance(obj, dict):
+        return {k: written(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [written(v) for v in obj]
+    return obj

@@ -1,0 +1,204 @@
+"""Pieces every training loop uses: device, optimizers, schedulers, the monitored metric,
+RNG state, TensorBoard writer, and the progress display."""
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from .errors import RunError
+from .spec.training import metric_mode
+
+
+# --- device and precision ---
+def device_of(train) -> torch.device:
+    want = train.device
+    if want == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if want == "cuda" and not torch.cuda.is_available():
+        raise RunError("train.device is cuda but no CUDA device is available; use device: auto")
+    if want == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RunError("train.device is mps but MPS is not available; use device: auto")
+    return torch.device(want)
+
+
+def autocast(train, device: torch.device):
+    """Mixed precision where the device has it: fp16 on CUDA by default; bf16 when asked."""
+    p = train.precision
+    if p == "auto":
+        p = "16" if device.type == "cuda" else "32"
+    if p == "32":
+        return nullcontext(), None
+    dtype = torch.float16 if p == "16" else torch.bfloat16
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 and device.type == "cuda" else None
+    return torch.autocast(device.type, dtype=dtype), scaler
+
+
+def set_threads(train) -> None:
+    n = train.threads or int(os.environ.get("NETSPEC_THREADS", 0)) or None
+    if n:
+        torch.set_num_threads(n)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+            "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64))}
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    random.setstate((3, tuple(s["python"]), None))
+    st = np.random.get_state()
+    np.random.set_state((st[0], s["numpy"].numpy().astype(np.uint32), 624, 0, 0.0))
+
+
+# --- optimizers and schedulers ---
+def optimizer(spec_opt, params) -> torch.optim.Optimizer:
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+           "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad}[spec_opt.type]
+    kw = spec_opt.args()
+    if "betas" in kw:
+        kw["betas"] = tuple(kw["betas"])
+    return cls(params, **kw)
+
+
+def scheduler(spec_sched, opt, epochs: int, mode: str):
+    if spec_sched is None:
+        return None
+    s, S = spec_sched, torch.optim.lr_scheduler
+    if s.type == "step":
+        return S.StepLR(opt, s.step_size, s.gamma)
+    if s.type == "cosine":
+        return S.CosineAnnealingLR(opt, s.T_max or epochs, s.eta_min)
+    if s.type == "exponential":
+        return S.ExponentialLR(opt, s.gamma)
+    return S.ReduceLROnPlateau(opt, mode=mode, factor=s.factor, patience=s.patience,
+                               threshold=s.threshold, min_lr=s.min_lr)
+
+
+def step_scheduler(sched, value) -> None:
+    if sched is None:
+        return
+    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        if value is not None:
+            sched.step(value)
+    else:
+        sched.step()
+
+
+# --- the monitored metric: best checkpoint, early stopping ---
+class Monitor:
+    def __init__(self, name: str, mode: str = "auto", patience: int | None = None, min_delta: float = 0.0):
+        self.name, self.mode = name, metric_mode(name, mode)
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.best_epoch, self.bad = None, 0, 0
+
+    def update(self, metrics: dict, epoch: int) -> bool:
+        """True when this epoch is the best so far."""
+        v = metrics.get(self.name)
+        if v is None or not math.isfinite(v):
+            return False
+        better = self.best is None or (v < self.best - self.min_delta if self.mode == "min"
+                                       else v > self.best + self.min_delta)
+        if better:
+            self.best, self.best_epoch, self.bad = v, epoch, 0
+        else:
+            self.bad += 1
+        return better
+
+    @property
+    def stop(self) -> bool:
+        return self.patience is not None and self.bad >= self.patience
+
+    def state(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad": self.bad}
+
+    def load(self, s: dict) -> None:
+        self.best, self.best_epoch, self.bad = s["best"], s["best_epoch"], s["bad"]
+
+
+def check_finite(loss: float, step: int, folder) -> None:
+    if not math.isfinite(loss):
+        last = folder / "checkpoints" / "last.pt"
+        where = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+        raise RunError(f"the loss became {loss} at step {step}: training diverged; {where}. "
+                       "Try a lower learning rate, or gradient clipping (train.clip_grad_norm)")
+
+
+def clip(train, params) -> None:
+    if train.clip_grad_norm:
+        torch.nn.utils.clip_grad_norm_(params, train.clip_grad_norm)
+    if train.clip_grad_value:
+        torch.nn.utils.clip_grad_value_(params, train.clip_grad_value)
+
+
+def writer(folder):
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(str(folder), flush_secs=10)
+
+
+# --- progress display ---
+class Progress:
+    """One live line on a terminal (epoch, step, loss, samples/s); one line per epoch otherwise."""
+
+    def __init__(self, epochs: int, steps: int, enabled: bool = True, stream=None):
+        self.epochs, self.steps, self.enabled = epochs, steps, enabled
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.t0 = time.perf_counter()
+        self.seen = 0
+        self.last_draw = 0.0
+
+    def start_epoch(self, epoch):
+        self.epoch, self.t0, self.seen = epoch, time.perf_counter(), 0
+
+    def step(self, step: int, loss: float, n: int):
+        self.seen += n
+        if not (self.enabled and self.tty):
+            return
+        now = time.perf_counter()
+        if now - self.last_draw < 0.1 and step < self.steps:
+            return
+        self.last_draw = now
+        width = 20
+        done = int(width * step / max(self.steps, 1))
+        bar = "#" * done + "." * (width - done)
+        rate = self.seen / max(now - self.t0, 1e-9)
+        self.stream.write(f"\repoch {self.epoch}/{self.epochs} [{bar}] {step}/{self.steps} "
+                          f"loss {loss:.4f} {rate:,.0f} samples/s ")
+        self.stream.flush()
+
+    def end_epoch(self, metrics: dict, extra: str = ""):
+        if not self.enabled:
+            return
+        dt = time.perf_counter() - self.t0
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        line = f"epoch {self.epoch}/{self.epochs}  {shown}  {self.seen / max(dt, 1e-9):,.0f} samples/s  {dt:.1f}s{extra}"
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def metrics_table(metrics: dict) -> str:
+    keys = [k for k, v in metrics.items() if isinstance(v, (int, float)) and "/" in k]
+    if not keys:
+        return ""
+    w = max(map(len, keys))
+    return "\n".join(f"  {k:<{w}}  {metrics[k]:.4f}" for k in sorted(keys))

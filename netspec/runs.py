@@ -1,0 +1,170 @@
+"""Run folders: what every kind of training loop shares.
+
+A run lives in OUT/<name>/: spec.yaml (the fully resolved spec), metrics.json, TensorBoard
+event files and checkpoints/{last,best}.pt. Checkpoints are written atomically and read
+with weights_only=True. RUNNERS maps a spec kind to its loop module (one file per loop).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import Problem, RunError, SpecError
+from .yamlio import dump
+
+# kind -> module with fit(spec, folder, resume, progress) -> metrics dict,
+# evaluate(spec, ckpt, split) -> metrics, and optionally predict(...) / sample(...)
+RUNNERS = {"network": "netspec.train", "gan": "netspec.gan", "seq2seq": "netspec.seq2seq"}
+CHECKPOINT_FORMAT = "netspec-checkpoint-1"
+
+
+@dataclass
+class RunResult:
+    folder: Path
+    metrics: dict = field(default_factory=dict)
+    status: str = "ok"
+
+
+def runner(kind: str):
+    return importlib.import_module(RUNNERS[kind])
+
+
+def prepare(spec, out: str | Path, resume: bool = False, overwrite: bool = False,
+            folder: Path | None = None) -> Path:
+    """Make the run folder; refuse to clobber an earlier run unless asked."""
+    from .spec import written
+    folder = Path(folder) if folder else Path(out) / spec.name
+    last = folder / "checkpoints" / "last.pt"
+    if resume:
+        if not last.exists():
+            raise SpecError([Problem("", f"--resume: no checkpoint at {last}; nothing to resume "
+                                         "(drop --resume to start the run)", str(folder))])
+        old = folder / "spec.yaml"
+        if old.exists():
+            _check_same_run(spec, old, folder)
+    elif folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise SpecError([Problem("", f"{folder} already holds a run: continue it with --resume, or "
+                                         "pick another --out or name (--set name=...)", str(folder))])
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / "spec.yaml", dump(written(spec)))
+    return folder
+
+
+def _check_same_run(spec, old_file: Path, folder: Path) -> None:
+    """Resuming with a different network or data would silently mix two runs."""
+    import yaml
+
+    from .spec import written
+    old = yaml.safe_load(old_file.read_text())
+    new = written(spec)
+    keys = [k for k in set(old) | set(new) if k not in ("train", "sweep", "description")]
+    changed = [k for k in sorted(keys) if old.get(k) != new.get(k)]
+    if changed:
+        raise SpecError([Problem(k, f"differs from the run in {folder} (its spec.yaml); resuming would "
+                                    "mix two different runs: restore it or start a new run", str(old_file))
+                         for k in changed])
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomic write: a reader never sees half a file, a crash never leaves one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp makes files private; run folders are meant to be shared
+    os.replace(tmp, path)
+
+
+def write_metrics(folder: Path, metrics: dict) -> None:
+    write_text(Path(folder) / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    import torch
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a netspec checkpoint safely (weights_only); foreign or corrupt files are a clear error."""
+    import pickle
+
+    import torch
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as e:
+        raise RunError(f"{path} is not a readable checkpoint (corrupt or not written by netspec): "
+                       f"{str(e).splitlines()[0][:200]}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise RunError(f"{path} is not a netspec checkpoint (format "
+                       f"{state.get('format') if isinstance(state, dict) else type(state).__name__!r})")
+    return state
+
+
+def run(spec, out="runs", resume=False, progress=True, overwrite=False, folder=None, **kw) -> RunResult:
+    """Train one spec (or its sweep) into OUT/<name>/."""
+    if spec.sweep is not None and folder is None:
+        from .sweep import run_sweep
+        return run_sweep(spec, out=out, resume=resume, quiet=not progress, **kw)
+    mod = runner(spec.kind)
+    folder = prepare(spec, out, resume=resume, overwrite=overwrite, folder=folder)
+    metrics = mod.fit(spec, folder, resume=resume, progress=progress)
+    return RunResult(folder, metrics)
+
+
+def open_run(run_dir, overrides=()):
+    """The spec of a finished run (its spec.yaml), with overrides."""
+    from .spec import load
+    run_dir = Path(run_dir)
+    f = run_dir / "spec.yaml"
+    if not f.exists():
+        raise SpecError([Problem("", f"{run_dir} is not a run folder (no spec.yaml in it)", str(run_dir))])
+    return load(f, list(overrides))
+
+
+def checkpoint_path(run_dir, which: str) -> Path:
+    p = Path(run_dir) / "checkpoints" / f"{which}.pt"
+    if which == "best" and not p.exists():
+        p = p.with_name("last.pt")
+    return p
+
+
+def evaluate_run(run_dir, split="test", which="best", overrides=()):
+    spec = open_run(run_dir, overrides)
+    return runner(spec.kind).evaluate(spec, load_checkpoint(checkpoint_path(run_dir, which)), split)
+
+
+def predict_run(run_dir, inputs, which="best", output="-"):
+    spec = open_run(run_dir)
+    mod = runner(spec.kind)
+    if not hasattr(mod, "predict"):
+        raise SpecError([Problem("kind", f"'{spec.kind}' runs do not predict; try 'netspec sample'", str(run_dir))])
+    return mod.predict(spec, load_checkpoint(checkpoint_path(run_dir, which)), inputs, output)
+
+
+def sample_run(run_dir, which="last", **kw):
+    spec = open_run(run_dir)
+    mod = runner(spec.kind)
+    if not hasattr(mod, "sample"):
+        raise SpecError([Problem("kind", f"'{spec.kind}' runs cannot be sampled; 'netspec sample' is for "
+                                         "GANs and language models", str(run_dir))])
+    return mod.sample(spec, load_checkpoint(checkpoint_path(run_dir, which)), Path(run_dir), **kw)

@@ -1,0 +1,466 @@
+"""The supervised training loop: one network, one loss, in-memory data batched by slicing.
+
+    for epoch: shuffle (seeded per epoch) -> step over batches -> validate -> log ->
+               schedule -> checkpoint -> early stop
+    then: test with the best checkpoint, write metrics.json.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import data as D
+from . import parts
+from .compile import compile_spec, materialize
+from .errors import RunError, SpecError
+from .runs import load_checkpoint, save_checkpoint, write_metrics
+
+LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "nll": nn.NLLLoss, "bce": nn.BCELoss,
+          "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss, "l1": nn.L1Loss,
+          "smooth_l1": nn.SmoothL1Loss, "huber": nn.HuberLoss}
+INDEX_LOSSES = {"cross_entropy", "nll"}  # read class indices; the rest read values (one-hot for classes)
+
+
+class Objective:
+    """The loss plus how targets must look for it (indices, one-hot, values), decided once."""
+
+    def __init__(self, spec, data: D.Dataset, out_shape: tuple):
+        if spec.loss is None:
+            raise SpecError([spec.problem((), "'loss' is required to train: e.g. 'loss: cross_entropy'")])
+        self.kind = spec.loss.type
+        kw = spec.loss.args()
+        for k in ("weight", "pos_weight"):
+            if kw.get(k) is not None:
+                kw[k] = torch.as_tensor(kw[k], dtype=torch.float32)
+            elif k in kw:
+                del kw[k]
+        self.fn = LOSSES[self.kind](**kw)
+        self.out_shape = out_shape
+        self.sequence = len(out_shape) > 1 and self.kind in INDEX_LOSSES  # [T, classes] vs [T] labels
+        where = ("loss",)
+        classes = data.task in ("classification", "tokens")
+        if self.kind in INDEX_LOSSES and not classes:
+            raise SpecError([spec.problem(where, f"{self.kind} needs class labels, but this data has numeric "
+                                                 "targets (regression): use mse, l1 or smooth_l1")])
+        self.one_hot = classes and self.kind not in INDEX_LOSSES and out_shape[-1] > 1
+        self.binary = classes and self.kind not in INDEX_LOSSES and out_shape[-1] == 1
+        if self.one_hot and data.num_classes and out_shape[-1] != data.num_classes:
+            raise SpecError([spec.problem(("model", "layers", len(spec.model.layers) - 1),
+                                          f"{self.kind} compares the output with one-hot labels of "
+                                          f"{data.num_classes} classes, but the network outputs "
+                                          f"{out_shape[-1]} values")])
+        if self.binary and data.num_classes and data.num_classes > 2:
+            raise SpecError([spec.problem(where, f"one output and {data.num_classes} classes: give the "
+                                                 f"last layer {data.num_classes} outputs, or use cross_entropy")])
+
+    def targets(self, y: torch.Tensor) -> torch.Tensor:
+        """Targets in the form the loss reads (done once per split, not per step)."""
+        if self.one_hot:
+            return nn.functional.one_hot(y, self.out_shape[-1]).float()
+        if self.binary:
+            return y.float().reshape(-1, 1)
+        if y.dtype.is_floating_point and y.dim() == 1 and self.out_shape == (1,):
+            return y[:, None]
+        return y
+
+    def __call__(self, out, y):
+        if self.sequence:
+            return self.fn(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+        return self.fn(out, y)
+
+
+class Metrics:
+    """Accumulates loss and the spec's metrics over batches, without a sync per step."""
+
+    def __init__(self, names, objective: Objective):
+        self.names, self.obj = names, objective
+        self.reset()
+
+    def reset(self):
+        self.n, self.loss = 0, 0.0
+        self.sums: dict[str, torch.Tensor | float] = {}
+        self.counts: dict[str, int] = {}
+
+    def _add(self, k, v, n):
+        self.sums[k] = self.sums.get(k, 0) + v
+        self.counts[k] = self.counts.get(k, 0) + n
+
+    @torch.no_grad()
+    def add(self, out, y, labels, loss: float):
+        n = out.shape[0]
+        self.n += n
+        self.loss += loss * n
+        out = out.float()
+        for m in self.names:
+            if m.type in ("accuracy", "top_k_accuracy") and labels is not None:
+                if out.shape[-1] == 1:  # binary: logits or probabilities
+                    thr = 0.5 if self.obj.kind == "bce" else 0.0
+                    pred = (out[..., 0] > thr).long()
+                    hit = pred == labels
+                elif m.type == "accuracy":
+                    hit = out.argmax(-1) == labels
+                else:
+                    k = min(m.k, out.shape[-1])
+                    hit = (out.topk(k, -1).indices == labels.unsqueeze(-1)).any(-1)
+                mask = labels != getattr(self.obj.fn, "ignore_index", -100)
+                self._add(m.type, (hit & mask).sum(), int(mask.sum()) if self.obj.sequence else hit.numel())
+            elif m.type in ("mae", "mse"):
+                d = out - y.float().reshape(out.shape)
+                self._add(m.type, (d.abs() if m.type == "mae" else d * d).sum(), d.numel())
+
+    def result(self, prefix: str) -> dict:
+        res = {f"{prefix}/loss": self.loss / max(self.n, 1)}
+        for m in self.names:
+            if m.type == "perplexity":
+                res[f"{prefix}/perplexity"] = math.exp(min(res[f"{prefix}/loss"], 50))
+            elif m.type in self.sums:
+                res[f"{prefix}/{m.type}"] = float(self.sums[m.type]) / max(self.counts[m.type], 1)
+        return res
+
+
+def produced_tags(spec) -> list[str]:
+    """Every metric tag a run of this spec writes."""
+    splits = ["train"]
+    if spec.data and spec.data.validation_split > 0:
+        splits.append("val")
+    if spec.data and spec.data.test_split > 0:
+        splits.append("test")
+    names = ["loss"] + [m.type for m in spec.train.metrics]
+    return [f"{s}/{n}" for s in splits for n in names]
+
+
+def check_monitor(spec) -> str:
+    """The monitored tag, checked against what the run produces (at its line)."""
+    from .errors import suggest
+    tags = produced_tags(spec)
+    mon = spec.train.monitor
+    if mon not in tags and "monitor" not in spec.train.model_fields_set and mon == "val/loss":
+        return "train/loss"  # no validation split and no monitor asked for: the only loss there is
+    problems = []
+    if mon not in tags:
+        why = ("; data.validation_split is 0, so there are no val/ metrics" if mon.startswith("val/")
+               and "val/loss" not in tags else "")
+        problems.append(spec.problem(("train", "monitor"), f"'{mon}' is not a metric this run writes"
+                                     f"{why}{suggest(mon, tags)}"))
+    es = spec.train.early_stopping
+    if es and es.monitor and es.monitor not in tags:
+        problems.append(spec.problem(("train", "early_stopping", "monitor"),
+                                     f"'{es.monitor}' is not a metric this run writes{suggest(es.monitor, tags)}"))
+    if problems:
+        raise SpecError(problems)
+    return mon
+
+
+def batches(n: int, size: int, order=None):
+    for i in range(0, n, size):
+        yield order[i:i + size] if order is not None else slice(i, i + size)
+
+
+@torch.no_grad()
+def evaluate_split(model, objective, names, x, y, labels, batch_size, device) -> Metrics:
+    model.eval()
+    m = Metrics(names, objective)
+    for sl in batches(len(x), batch_size * 4):
+        xb, yb = x[sl].to(device, non_blocking=True), y[sl].to(device, non_blocking=True)
+        out = model(xb)
+        m.add(out, yb, labels[sl].to(device) if labels is not None else None, objective(out, yb).item())
+    return m
+
+
+def setup(spec, data: D.Dataset):
+    """Networks, data fit and objective: everything checked before training starts."""
+    ctx = {"vocab_size": len(data.vocab)} if data.vocab else {}
+    compiled = compile_spec(spec, **ctx)["model"]
+    D.check_fits(spec, data, compiled.output_shape)
+    return compiled, Objective(spec, data, compiled.output_shape)
+
+
+def _prepared(data: D.Dataset, objective: Objective, device) -> dict:
+    out = {}
+    for k, (x, y) in data.splits.items():
+        labels = y if data.task in ("classification", "tokens") else None
+        out[k] = (x.to(device), objective.targets(y).to(device), labels.to(device) if labels is not None else None)
+    return out
+
+
+def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=None) -> dict:
+    """Train `spec` into `folder`; returns the final metrics (also in metrics.json).
+
+    `dist` (rank, world_size) shards each epoch's batches across DDP processes; rank 0 logs."""
+    t_start = time.perf_counter()
+    tr = spec.train
+    parts.set_threads(tr)
+    parts.seed_everything(spec.seed)
+    monitor_tag = check_monitor(spec)
+    data = D.load(spec)
+    compiled, objective = setup(spec, data)
+    device = parts.device_of(tr)
+    model = materialize(compiled, spec.seed).to(device)
+    rank, world = dist or (0, 1)
+    main = rank == 0
+    net = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model)
+    opt = parts.optimizer(spec.optimizer or _default_opt(spec), model.parameters())
+    mon = parts.Monitor(monitor_tag, tr.mode)
+    es = tr.early_stopping
+    stopper = parts.Monitor(es.monitor or monitor_tag, tr.mode, es.patience, es.min_delta) if es else None
+    sched = parts.scheduler(tr.scheduler, opt, tr.epochs, mon.mode)
+    cast, scaler = parts.autocast(tr, device)
+    splits = _prepared(data, objective, device)
+    x, y, labels = splits["train"]
+    n = len(x)
+    start_epoch, step = 1, 0
+    ckpt_dir = folder / "checkpoints"
+    if resume:
+        state = load_checkpoint(ckpt_dir / "last.pt")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None and state.get("scheduler"):
+            sched.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        mon.load(state["monitor"])
+        if stopper and state.get("stopper"):
+            stopper.load(state["stopper"])
+        parts.set_rng_state(state["rng"])
+        start_epoch, step = state["epoch"] + 1, state["step"]
+        if stopper and stopper.stop:
+            start_epoch = tr.epochs + 1
+    tb = parts.writer(folder) if main else None
+    if tb is not None and resume:
+        tb.close()  # reopen so events after the checkpoint (from the killed run) are dropped
+        from torch.utils.tensorboard import SummaryWriter
+        tb = SummaryWriter(str(folder), purge_step=step + 1, flush_secs=10)
+    if tb is not None and tr.tensorboard.graph and not resume:
+        _log_graph(tb, model, x[:2])
+    names = tr.metrics
+    train_m = Metrics(names, objective)
+    steps_per_epoch = math.ceil(n / tr.batch_size / world)
+    bar = parts.Progress(tr.epochs, steps_per_epoch, progress and main)
+    hooks = _activation_hooks(model) if tr.tensorboard.verbosity >= 3 and main else None
+    metrics: dict = {}
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, tr.epochs + 1):
+        net.train()
+        train_m.reset()
+        bar.start_epoch(epoch)
+        # the data order of an epoch depends on (seed, epoch) only, so a resumed run sees the same
+        g = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
+        order = torch.randperm(n, generator=g).to(device) if tr.shuffle else torch.arange(n, device=device)
+        if world > 1:
+            per = math.ceil(n / world)  # equal shard sizes keep DDP's collectives in step
+            order = order.repeat(2)[rank * per:(rank + 1) * per]
+        log_loss, log_n = 0.0, 0
+        for i, idx in enumerate(batches(len(order), tr.batch_size, order), 1):
+            xb, yb = x[idx], y[idx]
+            with cast:
+                out = net(xb)
+                loss = objective(out, yb)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            parts.clip(tr, model.parameters())
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            step += 1
+            lv = loss.item()
+            parts.check_finite(lv, step, folder)
+            train_m.add(out.detach(), yb, labels[idx] if labels is not None else None, lv)
+            log_loss, log_n = log_loss + lv, log_n + 1
+            if tb is not None and step % tr.log_every == 0:
+                tb.add_scalar("train/loss", log_loss / log_n, step)
+                if tr.tensorboard.verbosity >= 1:
+                    tb.add_scalar("train/grad_norm", _grad_norm(model), step)
+                log_loss, log_n = 0.0, 0
+            bar.step(i, lv, len(idx))
+        metrics = train_m.result("train")
+        for split in ("val",) if "val" in splits else ():
+            vx, vy, vl = splits[split]
+            metrics.update(evaluate_split(model, objective, names, vx, vy, vl, tr.batch_size, device).result(split))
+        best = mon.update(metrics, epoch)
+        if stopper is not None:
+            stopper.update(metrics, epoch)
+        parts.step_scheduler(sched, metrics.get(mon.name))
+        if tb is not None:
+            for k, v in metrics.items():
+                if k != "train/loss" or step < tr.log_every:
+                    tb.add_scalar(k, v, step)
+            tb.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
+            if tr.tensorboard.verbosity >= 2 and epoch % tr.tensorboard.histogram_every == 0:
+                _histograms(tb, model, step, hooks, splits.get("val", splits["train"])[0][:256])
+        stopping = stopper is not None and stopper.stop
+        if main and (epoch % tr.checkpoint_every == 0 or epoch == tr.epochs or stopping or best):
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict() if sched is not None else None,
+                     "scaler": scaler.state_dict() if scaler is not None else None,
+                     "monitor": mon.state(), "stopper": stopper.state() if stopper else None,
+                     "rng": parts.rng_state(), "epoch": epoch, "step": step, "data": data.info(),
+                     "metrics": metrics}
+            if epoch % tr.checkpoint_every == 0 or epoch == tr.epochs or stopping:
+                save_checkpoint(ckpt_dir / "last.pt", state)
+            if best:
+                save_checkpoint(ckpt_dir / "best.pt", state)
+        bar.end_epoch(metrics, "  *" if best else "")
+        if stopping:
+            if main and progress:
+                print(f"early stopping: {stopper.name} has not improved for {stopper.patience} epochs "
+                      f"(best {stopper.best:.4f} at epoch {stopper.best_epoch})")
+            break
+    if resume and not metrics:  # nothing left to train: report the checkpoint's metrics
+        metrics = dict(load_checkpoint(ckpt_dir / "last.pt").get("metrics") or {})
+    if "test" in splits and main:
+        best_file = ckpt_dir / "best.pt"
+        if best_file.exists():
+            model.load_state_dict(load_checkpoint(best_file)["model"])
+        tx, ty, tl = splits["test"]
+        test = evaluate_split(model, objective, names, tx, ty, tl, tr.batch_size, device).result("test")
+        metrics.update(test)
+        if tb is not None:
+            for k, v in test.items():
+                tb.add_scalar(k, v, step)
+    metrics.update({"epochs": epoch, "steps": step, "best_epoch": mon.best_epoch,
+                    "monitor": mon.name, "best": mon.best, "seconds": round(time.perf_counter() - t_start, 3)})
+    if tb is not None:
+        tb.close()
+    if main:
+        write_metrics(folder, metrics)
+        if progress:
+            print(f"{spec.name}: done in {metrics['seconds']:.1f}s -> {folder}")
+            print(parts.metrics_table(metrics))
+    return metrics
+
+
+def _default_opt(spec):
+    raise SpecError([spec.problem((), "'optimizer' is required to train: e.g. 'optimizer: {adam: {lr: 0.001}}'")])
+
+
+def _grad_norm(model) -> float:
+    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else 0.0
+
+
+def _log_graph(tb, model, example):
+    model.eval()
+    try:
+        tb.add_graph(model, example)
+    except Exception as e:  # tracing is best effort: a graph must never stop a run
+        print(f"warning: the model graph could not be traced for TensorBoard ({str(e).splitlines()[0][:120]})")
+    model.train()
+
+
+def _activation_hooks(model):
+    acts = {}
+
+    def keep(name):
+        def hook(_, __, out):
+            if isinstance(out, torch.Tensor):
+                acts[name] = out.detach()
+        return hook
+    for name, m in model.named_modules():
+        if name and not list(m.children()):
+            m.register_forward_hook(keep(name))
+    return acts
+
+
+@torch.no_grad()
+def _histograms(tb, model, step, acts, sample):
+    for name, p in model.named_parameters():
+        tb.add_histogram(f"weights/{name}", p.detach().float().cpu(), step)
+        if p.grad is not None:
+            tb.add_histogram(f"grads/{name}", p.grad.detach().float().cpu(), step)
+    if acts is not None:
+        was = model.training
+        model.eval()
+        acts.clear()
+        model(sample)
+        for name, a in acts.items():
+            tb.add_histogram(f"activations/{name}", a.float().cpu(), step)
+        model.train(was)
+
+
+# --- using a trained run ---
+def restore(spec, state) -> tuple[nn.Module, dict]:
+    info = state.get("data") or {}
+    ctx = {"vocab_size": len(info["vocab"])} if info.get("vocab") else {}
+    compiled = compile_spec(spec, **ctx)["model"]
+    model = materialize(compiled, spec.seed)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise RunError(f"the checkpoint does not fit this spec's network: {str(e).splitlines()[0][:200]}") from None
+    return model.eval(), info
+
+
+def evaluate(spec, state, split="test") -> dict:
+    model, _ = restore(spec, state)
+    data = D.load(spec)
+    compiled, objective = setup(spec, data)
+    if split not in data.splits:
+        raise SpecError([spec.problem(("data",), f"the data has no '{split}' split (set data.{split}_split)"
+                                      if split != "train" else "no train split")])
+    (x, y, labels) = _prepared(data, objective, torch.device("cpu"))[split]
+    return evaluate_split(model, objective, spec.train.metrics, x, y, labels, spec.train.batch_size,
+                          torch.device("cpu")).result(split)
+
+
+def read_inputs(path) -> torch.Tensor:
+    import numpy as np
+    if path is None:
+        raise RunError("name the inputs to predict: a .npz (key x), .npy or .csv file")
+    p = Path(path)
+    if not p.exists():
+        raise RunError(f"no such file: {path}")
+    if p.suffix == ".npz":
+        f = np.load(p, allow_pickle=False)
+        if "x" not in f.files:
+            raise RunError(f"{path} has no array 'x' (it holds {', '.join(f.files)})")
+        arr = f["x"]
+    elif p.suffix == ".npy":
+        arr = np.load(p, allow_pickle=False)
+    elif p.suffix == ".csv":
+        arr = np.loadtxt(p, delimiter=",", ndmin=2, skiprows=1, dtype=np.float32)
+    else:
+        raise RunError(f"{path}: predict reads .npz, .npy or .csv files")
+    return torch.as_tensor(arr, dtype=torch.float32)
+
+
+@torch.no_grad()
+def predict(spec, state, inputs, output="-"):
+    import json
+    import sys
+    model, info = restore(spec, state)
+    x = read_inputs(inputs)
+    want = tuple(spec.model.input_shape)
+    if tuple(x.shape[1:]) != want:
+        if x[0].numel() == math.prod(want):
+            x = x.reshape(len(x), *want)
+        else:
+            raise RunError(f"inputs have shape {list(x.shape[1:])} per sample; the model reads {list(want)}")
+    stats = info.get("stats") or {}
+    if stats:
+        x = (x - stats["shift"]) / stats["scale"]
+    out = torch.cat([model(x[i:i + 1024]) for i in range(0, len(x), 1024)])
+    rows = []
+    classes = info.get("classes")
+    for o in out:
+        if info.get("task") == "classification" and o.shape[-1] > 1:
+            k = int(o.argmax())
+            rows.append({"class": classes[k] if classes else k, "scores": [round(float(v), 6) for v in o]})
+        else:
+            rows.append({"value": [round(float(v), 6) for v in o.flatten()]})
+    text = "\n".join(json.dumps(r) for r in rows) + "\n"
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text)
