@@ -7,10 +7,16 @@
 `import netspec` is cheap: torch is imported only when building or training.
 """
 from .errors import RunError, SpecError
-from .spec import load
 
 __version__ = "0.1.0"
 __all__ = ["load", "build", "train", "SpecError", "RunError"]
+
+
+def load(path_or_text, overrides=()):
+    """Read and validate a spec (a file path, YAML text or a dict); `overrides` are
+    'PATH=VALUE' strings as for --set. Raises SpecError listing every problem."""
+    from .spec import load as _load
+    return _load(path_or_text, list(overrides))
 
 
 def build(spec, **context):

@@ -1,17 +1,16 @@
 """Spec errors: every problem found, each pointing at FILE:LINE:COL and a spec path."""
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass
-
-
-@dataclass
 class Problem:
-    path: str  # dotted path as written in the file, e.g. "model.layers.2.conv2d"
-    message: str
-    file: str = "<spec>"
-    line: int | None = None
-    col: int | None = None
+    """One thing wrong with a spec. (A plain class: `netspec --help` must stay cheap.)"""
+
+    def __init__(self, path: str, message: str, file: str = "<spec>", line: int | None = None,
+                 col: int | None = None):
+        self.path = path  # dotted path as written in the file, e.g. "model.layers.2.conv2d"
+        self.message, self.file, self.line, self.col = message, file, line, col
+
+    def __repr__(self) -> str:
+        return f"Problem({str(self)!r})"
 
     def __str__(self) -> str:
         where = self.file
@@ -34,6 +33,7 @@ class RunError(Exception):
 
 def suggest(word: str, choices) -> str:
     """' (did you mean 'x'?)' for the closest valid name, or a list when nothing is close."""
+    import difflib
     choices = sorted(set(map(str, choices)))
     close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
     if close:
