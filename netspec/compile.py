@@ -404,8 +404,9 @@ class _Builder:
         names = set()
         for i, layer in enumerate(layers):
             where = lpath + (i, layer.type)
-            counts[layer.type] = counts.get(layer.type, 0) + 1
-            name = layer.name or f"{layer.type}_{counts[layer.type]}"
+            kind = layer.use if layer.type == "block" else layer.type  # a block is named for what it uses
+            counts[kind] = counts.get(kind, 0) + 1
+            name = layer.name or f"{kind}_{counts[kind]}"
             if layer.name:
                 if layer.name in names or layer.name == "input":
                     self.bad(lpath + (i, "name"), f"layer name '{layer.name}' is used twice; names must be unique")
