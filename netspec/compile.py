@@ -179,6 +179,11 @@ def conv(layer, shape, ctx):
         if layer.padding == "same" and layer.stride not in (1, [1], [1, 1]):
             raise Bad("padding 'same' needs stride 1")
         _window_check(layer, shape[1:], layer.kernel_size, layer.stride, layer.padding, layer.dilation)
+    else:  # the meta device does not check this; a real forward pass would fail
+        op, st, dl = (_tuple(v, 2) for v in (layer.output_padding, layer.stride, layer.dilation))
+        if op and st and dl and any(o >= s and o >= d for o, s, d in zip(op, st, dl)):
+            raise Bad(f"output_padding {layer.output_padding} must be smaller than stride "
+                      f"{layer.stride} or dilation {layer.dilation}")
     m = cls(shape[0], layer.out_channels, **kw)
     return m, _meta_shape(m, shape)
 
@@ -217,6 +222,8 @@ def reshape(layer, shape, ctx):
     total = math.prod(shape)
     if target.count(-1) > 1:
         raise Bad("reshape takes at most one -1")
+    if 0 in target:
+        raise Bad(f"reshape sizes must be positive (or one -1, inferred), got {target}")
     known = math.prod(v for v in target if v != -1)
     if -1 in target:
         if total % known:
@@ -453,30 +460,39 @@ class _Builder:
                                   "and put the embedding first")
                     shape = in_shapes if layer.type in MERGES else in_shapes[0]
                     with torch.device("meta"):
-                        module, out = BUILDERS[layer.type](layer, shape, self.ctx)
+                        try:
+                            module, out = BUILDERS[layer.type](layer, shape, self.ctx)
+                        except (RuntimeError, ValueError, OverflowError, TypeError) as e:
+                            if isinstance(e, TypeError) and "overflow" not in str(e).lower():
+                                raise  # a bug, not a spec problem
+                            if "overflow" in str(e).lower():
+                                raise Bad("its sizes are too large to be represented at all; "
+                                          "use smaller sizes") from None
+                            raise Bad(f"cannot be built on an input of {list(shape)}: "
+                                      f"{str(e).splitlines()[0]}; check its sizes") from None
                     dtype = "float"
                     p, t = _count(module)
                     rows.append(Row(prefix + name, layer.type, list(out), p, t))
                     if getattr(layer, "init", None) is not None:
                         self.inits.append((module, layer.init))
+                if math.prod(out) > 2**31:
+                    raise Bad(f"output {list(out)} has {math.prod(out):.3g} values per sample; "
+                              "that cannot fit in memory: use smaller sizes")
+                act = getattr(layer, "activation", None)
+                amod = activation(act, out, self.ctx)[0] if act is not None else None
             except Bad as e:
                 self.bad(where, str(e))
                 shapes[name] = None
                 alias[layer.name or name] = name
                 prev = layer.name or name
                 continue
-            if math.prod(out) > 2**31:
-                self.bad(where, f"output {list(out)} has {math.prod(out):.3g} values per sample; "
-                                "that cannot fit in memory: use smaller sizes")
-                shapes[name] = None
-                continue
             nodes.append((name, module, src))
             shapes[name] = (tuple(out), dtype)
             last = name
-            act = getattr(layer, "activation", None)
             if act is not None:
                 aname = f"{name}_{act.type}"
-                amod, _ = activation(act, out, self.ctx)
+                while aname in shapes:  # a user layer already has that name
+                    aname += "_"
                 nodes.append((aname, amod, [name]))
                 shapes[aname] = (tuple(out), dtype)
                 rows.append(Row(prefix + aname, act.type, list(out), 0, 0))
@@ -542,9 +558,11 @@ def check_size(spec, compiled: Compiled, path: tuple, problems: list) -> None:
     need = compiled.parameters * 4
     have = _memory_bytes()
     if need > have // 2:
+        big = max(compiled.rows, key=lambda r: r.parameters)
         problems.append(spec.problem(path, f"{compiled.parameters:,} parameters need {need / 2**30:,.1f} GiB "
                                            f"for the weights alone (training needs about 4x that); this "
-                                           f"machine has {have / 2**30:.0f} GiB: use smaller layers"))
+                                           f"machine has {have / 2**30:.0f} GiB: use smaller layers "
+                                           f"(the largest, {big.name}, has {big.parameters:,})"))
 
 
 def materialize(compiled: Compiled, seed: int | None = None) -> nn.Module:

@@ -43,17 +43,37 @@ def _family(mapping: dict) -> str | None:
     return None
 
 
-def _rewrite(node, defs):
+def _rewrite(node, defs, families: dict):
+    """Replace each tagged union by a reference to its family's written forms, which are
+    defined once in $defs (an activation or initializer inside every layer stays small)."""
     if isinstance(node, dict):
         disc = node.get("discriminator")
         if disc and disc.get("propertyName") == "type":
             fam = _family(disc["mapping"])
             if fam:
-                return {"anyOf": [v for n, r in disc["mapping"].items() for v in _variants(defs, n, r, fam)]}
-        return {k: _rewrite(v, defs) for k, v in node.items()}
+                key = f"{fam}-component"
+                if key not in families:
+                    families[key] = {}  # placeholder while its members are rewritten
+                    families[key] = {"anyOf": [_rewrite(v, defs, families) for n, r in disc["mapping"].items()
+                                               for v in _variants(defs, n, r, fam)]}
+                return {"$ref": f"#/$defs/{key}"}
+        return {k: _rewrite(v, defs, families) for k, v in node.items()}
     if isinstance(node, list):
-        return [_rewrite(v, defs) for v in node]
+        return [_rewrite(v, defs, families) for v in node]
     return node
+
+
+def _refs(node, out: set) -> set:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            out.add(ref[len("#/$defs/"):])
+        for v in node.values():
+            _refs(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _refs(v, out)
+    return out
 
 
 def json_schema() -> dict:
@@ -64,11 +84,21 @@ def json_schema() -> dict:
         defs = s.pop("$defs", {})
         all_defs.update(defs)
         s["properties"]["kind"] = ({"const": kind} if kind != "network" else {"const": "network"})
-        if kind != "network":
-            s.setdefault("required", []).append("kind")
+        if kind != "network" and "kind" not in s.setdefault("required", []):
+            s["required"].append("kind")
         kinds.append(s)
+    families: dict = {}
     top = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-           "title": "netspec spec", "$defs": {}, "anyOf": kinds}
-    top = _rewrite(top, all_defs)
-    top["$defs"] = {k: _rewrite(v, all_defs) for k, v in all_defs.items()}
+           "title": "netspec spec", "anyOf": kinds}
+    top = _rewrite(top, all_defs, families)
+    defs = {k: _rewrite(v, all_defs, families) for k, v in all_defs.items()}
+    defs.update(families)
+    # keep the definitions still referenced (a component's own model is inlined in its family)
+    used, todo = set(), _refs(top, set())
+    while todo:
+        k = todo.pop()
+        if k not in used and k in defs:
+            used.add(k)
+            todo |= _refs(defs[k], set())
+    top["$defs"] = {k: defs[k] for k in sorted(used)}
     return copy.deepcopy(top)

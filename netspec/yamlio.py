@@ -26,6 +26,7 @@ class Source:
 
     def __init__(self, data: Any, where: dict[tuple, Where], file: str, text: str = ""):
         self.data, self.where, self.file, self.text = data, where, file, text
+        self.keys: dict[tuple, Where] = {}  # position of each mapping key (for unknown-key errors)
 
     def position(self, path: tuple) -> Where:
         """Position of the deepest written node on `path`."""
@@ -34,8 +35,10 @@ class Source:
             path = path[:-1]
         return self.where.get(path, (self.file, 1 if self.text else None, 1 if self.text else None))
 
-    def problem(self, path: tuple, message: str) -> Problem:
-        file, line, col = self.position(path)
+    def problem(self, path: tuple, message: str, at_key: bool = False) -> Problem:
+        """A Problem at `path` (at its key rather than its value when `at_key` and known)."""
+        file, line, col = self.keys.get(tuple(path)) if at_key and tuple(path) in self.keys \
+            else self.position(path)
         return Problem(dotted(path), message, file, line, col)
 
 
@@ -43,34 +46,88 @@ def dotted(path) -> str:
     return ".".join(str(p) for p in path)
 
 
-def _build(node, path, where, problems, loader, file):
-    where[path] = (file, node.start_mark.line + 1, node.start_mark.column + 1)
+MAX_NODES = 100_000  # far beyond any real spec; stops alias bombs ("billion laughs")
+
+
+class _Walk:
+    """State of one parse: problems found, key positions, and guards against alias abuse."""
+
+    def __init__(self, loader, file):
+        self.loader, self.file = loader, file
+        self.problems: list[Problem] = []
+        self.keys: dict[tuple, Where] = {}
+        self.open: set[int] = set()  # nodes being built (a recursive alias comes back to one)
+        self.count = 0
+
+
+def _at(node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _build(node, path, where, w: _Walk):
+    w.count += 1
+    if w.count > MAX_NODES:
+        raise SpecError([Problem(dotted(path), f"the spec expands to more than {MAX_NODES:,} values "
+                                 "(YAML aliases repeating aliases?); write it out plainly", w.file, *_at(node))])
+    where[path] = (w.file, *_at(node))
     if node.tag not in _PLAIN_TAGS:
         tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-        problems.append(Problem(dotted(path), f"YAML tag '{tag}' is not allowed: "
-                                "specs hold plain data only (nothing is ever evaluated); remove the tag",
-                                file, node.start_mark.line + 1, node.start_mark.column + 1))
+        w.problems.append(Problem(dotted(path), f"YAML tag '{tag}' is not allowed: "
+                                  "specs hold plain data only (nothing is ever evaluated); remove the tag",
+                                  w.file, *_at(node)))
         return None
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
-        out = {}
-        for knode, vnode in node.value:
-            key = _build(knode, path + ("<key>",), {}, problems, loader, file)
-            if isinstance(key, (list, dict)):
-                problems.append(Problem(dotted(path), "a mapping key must be a plain value",
-                                        file, knode.start_mark.line + 1, knode.start_mark.column + 1))
-                continue
-            if key in out:
-                first = where.get(path + (key,), (file, "?", "?"))
-                problems.append(Problem(dotted(path + (key,)),
-                                        f"duplicate key '{key}' (first written at line {first[1]}); keep one",
-                                        file, knode.start_mark.line + 1, knode.start_mark.column + 1))
-                continue
-            out[key] = _build(vnode, path + (key,), where, problems, loader, file)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(v, path + (i,), where, problems, loader, file) for i, v in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if id(node) in w.open:
+            raise SpecError([Problem(dotted(path), "a YAML alias refers to a node that contains it "
+                                     "(a recursive structure); write the value out", w.file, *_at(node))])
+        w.open.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [_build(v, path + (i,), where, w) for i, v in enumerate(node.value)]
+            return _mapping(node, path, where, w)
+        finally:
+            w.open.discard(id(node))
+    return w.loader.construct_object(node, deep=True)
+
+
+def _mapping(node, path, where, w: _Walk):
+    w.loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
+    out = {}
+    for knode, vnode in node.value:
+        key = _build(knode, path + ("<key>",), {}, w)
+        if isinstance(key, (list, dict)):
+            w.problems.append(Problem(dotted(path), "a mapping key must be a plain value", w.file, *_at(knode)))
+            continue
+        if key in out:
+            first = w.keys.get(path + (key,), (w.file, "?", "?"))
+            w.problems.append(Problem(dotted(path + (key,)),
+                                      f"duplicate key '{key}' (first written at line {first[1]}); keep one",
+                                      w.file, *_at(knode)))
+            continue
+        w.keys[path + (key,)] = (w.file, *_at(knode))
+        out[key] = _build(vnode, path + (key,), where, w)
+    return out
+
+
+_HINTS = {
+    "cannot start any token": " (YAML indents with spaces, never tabs)",
+    "mapping values are not allowed here": " (a second ':' on one line? quote a string that holds ': ', "
+                                           "or check the indentation)",
+}
+
+
+def _syntax_message(e: yaml.MarkedYAMLError) -> str:
+    msg = f"YAML syntax error: {e.problem or e.context or 'cannot parse'}"
+    if e.context and e.problem:
+        where = ""
+        if e.context_mark is not None and (e.problem_mark is None or e.context_mark.line != e.problem_mark.line
+                                           or e.context_mark.column != e.problem_mark.column):
+            where = f" started at line {e.context_mark.line + 1}, column {e.context_mark.column + 1}"
+        msg += f" ({e.context}{where})"
+    for k, hint in _HINTS.items():
+        if k in msg:
+            msg += hint
+    return msg
 
 
 def parse(text: str, file: str = "<spec>") -> Source:
@@ -81,8 +138,7 @@ def parse(text: str, file: str = "<spec>") -> Source:
             node = loader.get_single_node()
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
-            msg = " ".join(x for x in (e.context, e.problem) if x)
-            raise SpecError([Problem("", f"YAML syntax error: {msg}", file,
+            raise SpecError([Problem("", _syntax_message(e), file,
                                      mark.line + 1 if mark else None,
                                      mark.column + 1 if mark else None)]) from None
         except yaml.YAMLError as e:
@@ -91,17 +147,19 @@ def parse(text: str, file: str = "<spec>") -> Source:
             raise SpecError([Problem("", "the spec is empty; it needs at least 'name' and 'model'",
                                      file, 1, 1)])
         where: dict[tuple, Where] = {}
-        problems: list[Problem] = []
-        data = _build(node, (), where, problems, loader, file)
+        w = _Walk(loader, file)
+        data = _build(node, (), where, w)
     finally:
         loader.dispose()
-    if problems:
-        raise SpecError(problems)
+    if w.problems:
+        raise SpecError(w.problems)
     if not isinstance(data, dict):
         kind = type(data).__name__ if data is not None else "null"
         raise SpecError([Problem("", f"the spec must be a mapping (name: ..., model: ...), not a {kind}",
                                  file, 1, 1)])
-    return Source(data, where, file, text)
+    source = Source(data, where, file, text)
+    source.keys = w.keys
+    return source
 
 
 def read(path_or_text: str | Path) -> Source:

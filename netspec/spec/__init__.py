@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ from pydantic import ValidationError
 
 from ..errors import Problem, SpecError, suggest
 from ..yamlio import Source, dotted, parse, read
-from .base import REGISTRY, Strict
+from .base import REGISTRY, Strict, YamlBool
 from .layers import *  # noqa: F401,F403
 from .root import KINDS, BaseSpec, NetworkSpec
 from .training import *  # noqa: F401,F403
@@ -104,8 +105,42 @@ def _sections() -> dict[str, type]:
 _SECTIONS: dict[str, type] = {}
 
 
+def _got(v: Any) -> str:
+    if v is None:
+        return "nothing (null)"
+    if isinstance(v, dict):
+        return "a mapping"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, (bool, YamlBool)):
+        return f"{v!r}".lower() + " (YAML reads true/false/yes/no/on/off as booleans)"
+    return repr(v)
+
+
+# what each pydantic type error expected, in plain words
+_EXPECTED = {
+    "int_type": "a whole number", "int_parsing": "a whole number", "int_from_float": "a whole number",
+    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+    "bool_parsing": "true or false", "string_type": "a string", "list_type": "a list",
+    "tuple_type": "a list", "dict_type": "a mapping (key: value)", "model_type": "a mapping (key: value)",
+    "model_attributes_type": "a mapping (key: value)", "none_required": None, "literal_error": None,
+}
+_PATTERNS = {  # regex -> what it means
+    r"^[A-Za-z_][A-Za-z0-9_]*$": "letters, digits and '_', not starting with a digit",
+    r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$": "letters, digits and _ . = , + - (it names a folder), "
+                                       "starting with a letter or digit",
+}
+
+
+def _expected(err: dict) -> str | None:
+    if err["type"] == "literal_error":
+        return "one of " + err.get("ctx", {}).get("expected", "").replace(" or ", ", ")
+    return _EXPECTED.get(err["type"])
+
+
 def _message(err: dict, loc: tuple, root: type) -> str:
-    kind, msg = err["type"], err["msg"]
+    kind, msg, ctx = err["type"], err["msg"], err.get("ctx") or {}
+    got = err.get("input")
     if kind == "extra_forbidden":
         model = _model_for(loc, root)
         valid = [n for n in (model.model_fields if model else []) if n != "type"]
@@ -115,26 +150,83 @@ def _message(err: dict, loc: tuple, root: type) -> str:
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         return msg
     if kind.startswith(("value_error", "assertion_error")):
-        msg = msg.split(", ", 1)[-1] if msg.startswith(("Value error", "Assertion failed")) else msg
-    got = err.get("input")
-    if kind in ("int_type", "int_parsing", "float_type", "float_parsing", "bool_type", "bool_parsing",
-                "string_type", "list_type", "dict_type", "literal_error", "int_from_float",
-                "greater_than", "greater_than_equal", "less_than", "less_than_equal",
-                "string_pattern_mismatch", "too_short", "too_long") and not isinstance(got, (dict, list)):
-        msg += f" (got {got!r})"
+        return msg.split(", ", 1)[-1] if msg.startswith(("Value error", "Assertion failed")) else msg
+    if kind == "literal_error":
+        hint = suggest(got, re.findall(r"'([^']*)'", ctx.get("expected", ""))) if isinstance(got, str) else ""
+        expected = ctx.get("expected", "")
+        one_of = "one of " if ", " in expected else ""
+        if hint.startswith("; did you mean"):
+            return f"{_got(got)} is not {one_of}{expected}{hint}"
+        return f"expected {one_of}{expected}, got {_got(got)}"
+    if kind == "int_from_float":
+        return f"expected a whole number, got {got!r}"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind] or 'nothing'}, got {_got(got)}"
+    if kind == "finite_number":
+        return f"expected a finite number, got {got!r}"
+    bounds = {"greater_than": "greater than {gt}", "greater_than_equal": "at least {ge}",
+              "less_than": "less than {lt}", "less_than_equal": "at most {le}"}
+    if kind in bounds:
+        return f"must be {bounds[kind].format(**ctx)}, got {got!r}"
+    if kind in ("too_short", "too_long"):
+        n = ctx.get("min_length" if kind == "too_short" else "max_length")
+        what = ("character" if isinstance(got, str) else "item") + ("s" if n != 1 else "")
+        if kind == "too_short" and isinstance(got, str) and n == 1:
+            return "must not be empty"
+        return (f"needs at least {n} {what}" if kind == "too_short" else f"takes at most {n} {what}") \
+            + f", got {ctx.get('actual_length', len(got) if hasattr(got, '__len__') else '?')}"
+    if kind in ("string_too_short", "string_too_long"):
+        n = ctx.get("min_length" if kind == "string_too_short" else "max_length")
+        if kind == "string_too_short" and n == 1:
+            return "must not be empty"
+        return f"must be {'at least' if kind == 'string_too_short' else 'at most'} {n} characters, got {len(got)}"
+    if kind == "string_pattern_mismatch":
+        pattern = ctx.get("pattern", "")
+        return f"{got!r} is not a valid name: use {_PATTERNS.get(pattern, 'the pattern ' + pattern)}"
     return msg
+
+
+def _member_tag(part) -> bool:
+    """Is this loc part the name of a union member (pydantic adds one per member tried)?"""
+    return isinstance(part, str) and ("[" in part or part in (
+        "int", "float", "str", "bool", "none", "constrained-int", "constrained-float", "constrained-str"))
+
+
+def _best(group: list[dict]) -> tuple[dict, str | None]:
+    """One error for a value that failed every member of a union: the member it nearly fit
+    (a constraint, not a type, failed), else 'expected A, B or C'."""
+    fits = [e for e in group if e["type"] not in _EXPECTED]
+    if fits or len(group) == 1:
+        return (fits or group)[0], None
+    wanted = [w for w in (_expected(e) for e in group) if w]
+    wanted = list(dict.fromkeys(wanted))
+    text = ", ".join(wanted[:-1]) + (" or " if len(wanted) > 1 else "") + wanted[-1] if wanted else "another value"
+    return group[0], f"expected {text}, got {_got(group[0].get('input'))}"
 
 
 def _problems(e: ValidationError, source: Source, root: type) -> list[Problem]:
     if not _SECTIONS:
         _SECTIONS.update(_sections())
-    seen, out = set(), []
-    for err in e.errors():  # a value failing every member of a union errs once per member: keep the first
+    groups: dict[tuple, list[dict]] = {}
+    for err in e.errors():  # a value failing every member of a union errs once per member
         loc = tuple(err["loc"])
-        # a failed union member shows up as e.g. ('optimizer','function-before[...]',...): drop those
-        loc = tuple(p for p in loc if not (isinstance(p, str) and "[" in p))
+        cut = next((i for i, p in enumerate(loc) if _member_tag(p)), len(loc))
+        groups.setdefault(loc[:cut], []).append(err)
+    seen, out = set(), []
+    for group in groups.values():
+        err, text = _best(group)
+        # drop the union member names from the loc: ('optimizer','function-before[...]',...)
+        loc = tuple(p for p in err["loc"] if not _member_tag(p))
         path = _file_path(loc, source.data)
-        p = source.problem(path, _message(err, loc, root))
+        if err["type"] == "missing" and any(
+                e["type"] == "extra_forbidden" and len(e["loc"]) == len(err["loc"]) and e["loc"][:-1] == err["loc"][:-1]
+                and suggest(e["loc"][-1], [loc[-1]]).startswith("; did you mean") for e in e.errors()):
+            continue  # 'out_channels' is required: already said by "unknown key 'out_channel'; did you mean ..."
+        msg = text or _message(err, loc, root)
+        arg = loc[-1] if loc and isinstance(loc[-1], str) and len(loc) > len(path) else None
+        if arg and err["type"] not in ("extra_forbidden", "missing") and not msg.startswith(f"'{arg}'"):
+            msg = f"{arg} {msg}" if msg.startswith("must") else f"{arg}: {msg}"  # a shorthand value ('dropout: 1.5'): name the argument it set
+        p = source.problem(path, msg, at_key=err["type"] == "extra_forbidden")
         p.path = dotted(path) if path else dotted(loc)
         if p.path not in seen:
             seen.add(p.path)
@@ -170,6 +262,7 @@ def set_path(data: dict, path: str, value: Any) -> tuple:
             if not isinstance(part, int) or not -len(node) <= part < len(node):
                 raise IndexError(f"'{dotted(done)}' is a list of {len(node)} items; "
                                  f"'{part}' is not an index in it")
+            part %= len(node)  # -1 -> the last item's real index (positions are keyed by it)
             if isinstance(node[part], str) and not last and parts[i + 1] == node[part]:
                 node[part] = {node[part]: None}  # bare name -> mapping
         elif isinstance(node, dict):
@@ -177,13 +270,17 @@ def set_path(data: dict, path: str, value: Any) -> tuple:
                 part = str(part)
             if not last and part not in node:
                 node[part] = {}
+            elif not last and isinstance(node[part], str) and parts[i + 1] == node[part]:
+                node[part] = {node[part]: None}  # bare name ('loss: bce') -> mapping
+            elif not last and node[part] is None:
+                node[part] = {}  # a component written without arguments ('- add:')
             elif not last and not isinstance(node[part], (dict, list)):
                 # scalar shorthand ('linear: 64') going deeper: expand by the first argument
                 cls = _component(part)
                 if cls is None or cls.first is None:
                     raise TypeError(f"'{dotted(done + [part])}' holds a value, not a mapping; "
                                     f"cannot go into it")
-                node[part] = {} if node[part] is None else {cls.first: node[part]}
+                node[part] = {cls.first: node[part]}
         else:
             raise TypeError(f"'{dotted(done)}' holds a value, not a mapping; cannot go into it")
         if last:
@@ -207,7 +304,12 @@ def parse_set(item: str) -> tuple[str, Any]:
         raise SpecError([Problem("", f"--set expects PATH=VALUE (e.g. train.epochs=2), got '{item}'",
                                  "--set")])
     path, text = item.split("=", 1)
-    src = parse(f"v: {text}" if text.strip() else "v: null", f"--set {item}")
+    try:
+        src = parse(f"v: {text}" if text.strip() else "v: null", f"--set {item}")
+    except SpecError as e:
+        msg = e.problems[0].message.replace("YAML syntax error: ", "")
+        raise SpecError([Problem(path.strip(), f"VALUE {text!r} is not valid YAML: {msg}; quote it",
+                                 "--set")]) from None
     return path.strip(), src.data["v"]
 
 
@@ -219,6 +321,9 @@ def apply_set(source: Source, item: str) -> None:
         raise SpecError([Problem(path, str(e.args[0]), f"--set {item}")]) from None
     for key in [k for k in source.where if k[:len(written)] == written]:
         del source.where[key]
+    for n in range(1, len(written) + 1):  # intermediate mappings --set created
+        if written[:n] not in source.where:
+            source.where[written[:n]] = (f"--set {item}", None, None)
     source.where[written] = (f"--set {item}", None, None)
 
 
