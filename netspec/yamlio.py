@@ -143,7 +143,7 @@ def parse(text: str, file: str = "<spec>") -> Source:
                                      mark.column + 1 if mark else None)]) from None
         except yaml.YAMLError as e:
             raise SpecError([Problem("", f"YAML error: {e}", file)]) from None
-        if node is None:
+        if node is None or node.tag == "tag:yaml.org,2002:null":  # nothing, '---' or 'null' alone
             raise SpecError([Problem("", "the spec is empty; it needs at least 'name' and 'model'",
                                      file, 1, 1)])
         where: dict[tuple, Where] = {}

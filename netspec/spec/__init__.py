@@ -134,7 +134,8 @@ _PATTERNS = {  # regex -> what it means
 
 def _expected(err: dict) -> str | None:
     if err["type"] == "literal_error":
-        return "one of " + err.get("ctx", {}).get("expected", "").replace(" or ", ", ")
+        expected = err.get("ctx", {}).get("expected", "")
+        return "one of " + expected.replace(" or ", ", ") if " or " in expected else expected
     return _EXPECTED.get(err["type"])
 
 
@@ -223,7 +224,7 @@ def _problems(e: ValidationError, source: Source, root: type) -> list[Problem]:
                 and suggest(e["loc"][-1], [loc[-1]]).startswith("; did you mean") for e in e.errors()):
             continue  # 'out_channels' is required: already said by "unknown key 'out_channel'; did you mean ..."
         msg = text or _message(err, loc, root)
-        arg = loc[-1] if loc and isinstance(loc[-1], str) and len(loc) > len(path) else None
+        arg = loc[-1] if loc and isinstance(loc[-1], str) and loc[-1] not in path[-1:] else None
         if arg and err["type"] not in ("extra_forbidden", "missing") and not msg.startswith(f"'{arg}'"):
             msg = f"{arg} {msg}" if msg.startswith("must") else f"{arg}: {msg}"  # a shorthand value ('dropout: 1.5'): name the argument it set
         p = source.problem(path, msg, at_key=err["type"] == "extra_forbidden")
