@@ -6,6 +6,7 @@ and duplicate keys are errors rather than silently overwritten.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,7 @@ _HINTS = {
 }
 
 
-def _syntax_message(e: yaml.MarkedYAMLError) -> str:
+def _syntax_message(e: yaml.MarkedYAMLError, text: str = "") -> str:
     msg = f"YAML syntax error: {e.problem or e.context or 'cannot parse'}"
     if e.context and e.problem:
         where = ""
@@ -124,6 +125,12 @@ def _syntax_message(e: yaml.MarkedYAMLError) -> str:
                                            or e.context_mark.column != e.problem_mark.column):
             where = f" started at line {e.context_mark.line + 1}, column {e.context_mark.column + 1}"
         msg += f" ({e.context}{where})"
+    mark = e.problem_mark
+    if mark is not None and "mapping values are not allowed here" in msg and mark.line > 0:
+        before = [ln for ln in text.splitlines()[:mark.line] if ln.strip()]
+        item = re.match(r"^\s*- +([A-Za-z_][\w-]*)\s*$", before[-1]) if before else None
+        if item:  # '- relu' then 'name: x' below it
+            return msg + f" (to give '{item[1]}' keys beside it, write '- {item[1]}:' with a colon)"
     for k, hint in _HINTS.items():
         if k in msg:
             msg += hint
@@ -138,7 +145,7 @@ def parse(text: str, file: str = "<spec>") -> Source:
             node = loader.get_single_node()
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
-            raise SpecError([Problem("", _syntax_message(e), file,
+            raise SpecError([Problem("", _syntax_message(e, text), file,
                                      mark.line + 1 if mark else None,
                                      mark.column + 1 if mark else None)]) from None
         except yaml.YAMLError as e:

@@ -134,6 +134,11 @@ def test_yaml_syntax_error_mapping_values_hint():
     assert p.line == 1 and "quote" in p.message
 
 
+def test_yaml_syntax_error_bare_name_with_keys_below():
+    p = one("name: a\nmodel:\n  input_shape: [3]\n  layers:\n    - relu\n      name: f\n")
+    assert p.line == 6 and p.message.endswith("(to give 'relu' keys beside it, write '- relu:' with a colon)")
+
+
 def test_duplicate_keys_are_errors_with_both_lines():
     ps = problems("""\
 name: a
