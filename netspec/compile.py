@@ -68,14 +68,18 @@ class Recurrent(nn.Module):
         super().__init__()
         self.rnn, self.output = rnn, output
 
-    def forward(self, x, lengths=None, state=None):
+    def steps(self, x, lengths=None, state=None):
+        """(outputs [B, T, H*dirs], final state) of the wrapped network (seq2seq reads both)."""
         if lengths is not None:
             packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True,
                                                        enforce_sorted=False)
             out, h = self.rnn(packed, state)
             out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        else:
-            out, h = self.rnn(x, state)
+            return out, h
+        return self.rnn(x, state)
+
+    def forward(self, x, lengths=None, state=None):
+        out, h = self.steps(x, lengths, state)
         if self.output == "sequence":
             return out
         hn = h[0] if isinstance(h, tuple) else h  # [layers*dirs, B, H]
@@ -91,7 +95,12 @@ class Recurrent(nn.Module):
 
 class Graph(nn.Module):
     """Layers in order, each reading the outputs named in its wiring. Submodule names are
-    the spec's layer names, so printouts, checkpoints and TensorBoard graphs read like it."""
+    the spec's layer names, so printouts, checkpoints and TensorBoard graphs read like it.
+
+    With `pad_index` set (token-id input whose vocabulary has <PAD>, padded at the end),
+    every recurrent layer still at the input's time steps gets the true lengths and packs,
+    so padding changes no result."""
+    pad_index = None
 
     def __init__(self, nodes: list[tuple[str, nn.Module, list[str]]], output: str):
         super().__init__()
@@ -107,6 +116,8 @@ class Graph(nn.Module):
         self.chain = chain and output == prev
 
     def forward(self, x):
+        if self.pad_index is not None:
+            return self._masked(x)
         if self.chain:
             for module in self._modules.values():
                 x = module(x)
@@ -114,6 +125,18 @@ class Graph(nn.Module):
         outs = {"input": x}
         for name, inputs in self.wiring:
             outs[name] = self._modules[name](*[outs[i] for i in inputs])
+        return outs[self.output]
+
+    def _masked(self, x):
+        lengths = (x != self.pad_index).sum(1).clamp_min(1)
+        steps = x.shape[1]
+        outs = {"input": x}
+        for name, inputs in self.wiring:
+            module, args = self._modules[name], [outs[i] for i in inputs]
+            if isinstance(module, Recurrent) and args[0].shape[1] == steps:
+                outs[name] = module(args[0], lengths)
+            else:
+                outs[name] = module(*args)
         return outs[self.output]
 
 
@@ -164,7 +187,13 @@ def _window_check(layer, spatial, kernel, stride, padding, dilation=1):
 
 
 def linear(layer: L.Linear, shape, ctx):
-    return nn.Linear(shape[-1], layer.out_features, bias=layer.bias), (*shape[:-1], layer.out_features)
+    n = layer.out_features
+    if n == "vocab":
+        n = ctx.get("vocab_size")
+        if n is None:
+            raise Bad("out_features 'vocab' needs a data source with a vocabulary (text, text_csv); "
+                      "write the number of outputs instead")
+    return nn.Linear(shape[-1], n, bias=layer.bias), (*shape[:-1], n)
 
 
 def conv(layer, shape, ctx):
@@ -257,6 +286,9 @@ def embedding(layer: L.Embedding, shape, ctx):
     if n is None:
         raise Bad("num_embeddings is not set and no data vocabulary is known here; "
                   "write 'num_embeddings: N' (the vocabulary size)")
+    if ctx.get("vocab_size") and n < ctx["vocab_size"]:
+        raise Bad(f"num_embeddings {n} is smaller than the data's vocabulary of {ctx['vocab_size']} "
+                  "tokens; leave num_embeddings out to take the vocabulary size")
     if layer.padding_idx is not None and not -n <= layer.padding_idx < n:
         raise Bad(f"padding_idx {layer.padding_idx} is outside the vocabulary of {n}")
     return (nn.Embedding(n, layer.embedding_dim, padding_idx=layer.padding_idx, max_norm=layer.max_norm),
@@ -544,6 +576,8 @@ def compile_network(spec, network, path: tuple, problems: list, ctx: dict,
     graph, rows, out = b.chain(network.layers, path + ("layers",), tuple(shape), network.input_dtype)
     if graph is None or len(problems) > before:
         return None
+    if network.input_dtype == "long" and ctx.get("pad_index") is not None:
+        graph.pad_index = ctx["pad_index"]
     return Compiled(graph, rows, tuple(shape), tuple(out), b.inits)
 
 
@@ -591,11 +625,20 @@ def compile_network_kind(spec, ctx: dict) -> dict[str, Compiled]:
     return {"model": c}
 
 
-KIND_COMPILERS = {"network": compile_network_kind}
+def compile_seq2seq_kind(spec, ctx: dict) -> dict[str, Compiled]:
+    from .seq2seq import compile_seq2seq  # encoder/decoder wiring lives beside its loop
+    return compile_seq2seq(spec, ctx)
+
+
+KIND_COMPILERS = {"network": compile_network_kind, "seq2seq": compile_seq2seq_kind}
 
 
 def compile_spec(spec, **ctx) -> dict[str, Compiled]:
-    """Every network of a spec, on the meta device; SpecError with all problems."""
+    """Every network of a spec, on the meta device; SpecError with all problems.
+    Without a context, sizes that come from the data (vocabularies) are read from it."""
+    if not ctx:
+        from .data import context
+        ctx = context(spec)
     return KIND_COMPILERS[spec.kind](spec, ctx)
 
 

@@ -235,7 +235,7 @@ def check_fits(spec, data: Dataset, out_shape: tuple) -> None:
                                      f"but model.input_shape is {list(want)}; set input_shape: "
                                      f"{list(data.sample_shape)} (and a flatten or reshape where needed)"))
     loss = spec.loss.type if spec.loss else None
-    if data.task == "classification" and loss in ("cross_entropy", "nll"):
+    if data.task in ("classification", "tokens") and loss in ("cross_entropy", "nll"):
         classes = out_shape[-1]
         top = int(max(int(y.max()) for _, y in data.splits.values() if y is not None and len(y)))
         if top >= classes:
@@ -244,3 +244,17 @@ def check_fits(spec, data: Dataset, out_shape: tuple) -> None:
                                          f"outputs {classes} values; make the last layer output {top + 1}"))
     if problems:
         raise SpecError(problems)
+
+
+# --- text sources (netspec/text.py): loaders, and the vocabulary sizes compiling needs ---
+from .text import CONTEXTS, use_vocab, vocab_context  # noqa: E402 (text.py builds on the names above)
+from .text import SOURCES as _TEXT_SOURCES  # noqa: E402
+
+SOURCES.update(_TEXT_SOURCES)
+
+
+def context(spec) -> dict:
+    """What compiling takes from the data (vocabulary sizes); {} for sources without a vocabulary."""
+    if spec.data is None or spec.data.source.type not in CONTEXTS:
+        return {}
+    return CONTEXTS[spec.data.source.type](spec)

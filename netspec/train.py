@@ -136,6 +136,10 @@ def produced_tags(spec) -> list[str]:
 def check_monitor(spec) -> str:
     """The monitored tag, checked against what the run produces (at its line)."""
     from .errors import suggest
+    decoded = [i for i, m in enumerate(spec.train.metrics) if m.type in ("exact_match", "bleu")]
+    if decoded and spec.kind != "seq2seq":
+        raise SpecError([spec.problem(("train", "metrics", i), f"{spec.train.metrics[i].type} scores decoded "
+                                      "sequences: it is a seq2seq metric (kind: seq2seq)") for i in decoded])
     tags = produced_tags(spec)
     mon = spec.train.monitor
     if mon not in tags and "monitor" not in spec.train.model_fields_set and mon == "val/loss":
@@ -173,7 +177,7 @@ def evaluate_split(model, objective, names, x, y, labels, batch_size, device) ->
 
 def setup(spec, data: D.Dataset):
     """Networks, data fit and objective: everything checked before training starts."""
-    ctx = {"vocab_size": len(data.vocab)} if data.vocab else {}
+    ctx = D.vocab_context(data.vocab) if data.vocab else {}
     compiled = compile_spec(spec, **ctx)["model"]
     D.check_fits(spec, data, compiled.output_shape)
     return compiled, Objective(spec, data, compiled.output_shape)
@@ -299,6 +303,9 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
             tb.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
             if tr.tensorboard.verbosity >= 2 and epoch % tr.tensorboard.histogram_every == 0:
                 _histograms(tb, model, step, hooks, splits.get("val", splits["train"])[0][:256])
+        if tb is not None and data.task == "tokens":  # a language model: show what it writes
+            from .text import log_sample
+            log_sample(tb, model, spec, data.vocab, step)
         stopping = stopper is not None and stopper.stop
         if main and (epoch % tr.checkpoint_every == 0 or epoch == tr.epochs or stopping or best):
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -392,7 +399,7 @@ def _histograms(tb, model, step, acts, sample):
 # --- using a trained run ---
 def restore(spec, state) -> tuple[nn.Module, dict]:
     info = state.get("data") or {}
-    ctx = {"vocab_size": len(info["vocab"])} if info.get("vocab") else {}
+    ctx = D.vocab_context(info["vocab"]) if info.get("vocab") else {}
     compiled = compile_spec(spec, **ctx)["model"]
     model = materialize(compiled, spec.seed)
     try:
@@ -403,7 +410,8 @@ def restore(spec, state) -> tuple[nn.Module, dict]:
 
 
 def evaluate(spec, state, split="test") -> dict:
-    model, _ = restore(spec, state)
+    model, info = restore(spec, state)
+    D.use_vocab(spec, info.get("vocab"))  # text data: token ids as the model learned them
     data = D.load(spec)
     compiled, objective = setup(spec, data)
     if split not in data.splits:
@@ -440,7 +448,11 @@ def predict(spec, state, inputs, output="-"):
     import json
     import sys
     model, info = restore(spec, state)
-    x = read_inputs(inputs)
+    if spec.data is not None and spec.data.source.type == "text_csv":
+        from .text import classifier_inputs
+        x = classifier_inputs(spec, info, inputs)  # one text per line (stdin without a file)
+    else:
+        x = read_inputs(inputs)
     want = tuple(spec.model.input_shape)
     if tuple(x.shape[1:]) != want:
         if x[0].numel() == math.prod(want):
@@ -464,3 +476,9 @@ def predict(spec, state, inputs, output="-"):
         sys.stdout.write(text)
     else:
         Path(output).write_text(text)
+
+
+def sample(spec, state, run_dir, **kw):
+    """`netspec sample` for a language model (a network trained on a text source)."""
+    from .text import sample as sample_text
+    return sample_text(spec, state, run_dir, **kw)

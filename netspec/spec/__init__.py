@@ -14,6 +14,9 @@ from .base import REGISTRY, Strict, YamlBool
 from .layers import *  # noqa: F401,F403
 from .root import KINDS, BaseSpec, NetworkSpec
 from .training import *  # noqa: F401,F403
+from .seq2seq import Seq2SeqSpec  # noqa: I001 (after root and training: it builds on both)
+
+KINDS["seq2seq"] = Seq2SeqSpec
 
 __all__ = ["load", "validate", "Spec", "BaseSpec", "NetworkSpec", "KINDS", "apply_set",
            "parse_set", "get_path", "set_path", "SpecError"]

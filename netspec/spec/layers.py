@@ -150,9 +150,11 @@ class Weighted(Layer):
 
 
 class Linear(Weighted):
+    """out_features: a number, or `vocab` for the size of the data's vocabulary (the
+    output layer of a language model)."""
     type: Literal["linear"] = "linear"
     first = "out_features"
-    out_features: Size
+    out_features: Size | Literal["vocab"]
     bias: bool = True
 
 

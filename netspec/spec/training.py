@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, model_validator
 
 from .base import Component, Strict, components
+from .text import SEQUENCE_METRICS, TEXT_SOURCES
 
 Size = Annotated[int, Field(gt=0)]
 Rate = Annotated[float, Field(gt=0)]
@@ -179,7 +180,7 @@ class Perplexity(Component):
     type: Literal["perplexity"] = "perplexity"
 
 
-METRIC_CLASSES = [Accuracy, TopK, MAE, MSEMetric, Perplexity]
+METRIC_CLASSES = [Accuracy, TopK, MAE, MSEMetric, Perplexity, *SEQUENCE_METRICS]
 MetricSpec = components("metric", "metric", METRIC_CLASSES)
 
 
@@ -228,7 +229,8 @@ class SyntheticRegression(Component):
     noise: Annotated[float, Field(ge=0)] = 0.1
 
 
-SOURCE_CLASSES: list[type] = [Digits, Npz, Csv, SyntheticClassification, SyntheticRegression]
+SOURCE_CLASSES: list[type] = [Digits, Npz, Csv, SyntheticClassification, SyntheticRegression,
+                               *TEXT_SOURCES]
 SourceSpec = components("source", "data source", SOURCE_CLASSES)
 
 

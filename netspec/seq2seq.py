@@ -1,0 +1,758 @@
+"""`kind: seq2seq`: the encoder-decoder of the notes (week 9), in one file.
+
+    data     sequence pairs -> vocabularies from the train split (<PAD> <GO> <EOS> <UNK>
+             first) -> padded id tensors; a target y is framed as <GO> y (decoder input)
+             and y <EOS> (what it must predict)
+    model    encoder: its layer list over the source (recurrent layers packed, so padding
+             changes nothing) -> outputs and the last recurrent layer's final state;
+             decoder: bridge(final state) -> first state; embedding -> recurrent ->
+             [attention over the encoder outputs] -> layers -> projection to the vocabulary
+    train    teacher forcing: the true previous token is the input (for a share
+             `teacher_forcing` of the steps; otherwise the model's own last guess);
+             cross-entropy over target tokens, padding ignored
+    decode   from <GO>, feed back the decoded token until <EOS> or decoder.max_length:
+             greedy, or beam search
+    metrics  loss, accuracy (per token) and perplexity with teacher forcing; exact_match
+             and bleu on decoded sequences (train: the first 2,000 training pairs)
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from . import data as D
+from . import parts
+from . import text as X
+from .compile import Compiled, Recurrent, Row, check_size, compile_network, materialize
+from .errors import RunError, SpecError
+from .runs import load_checkpoint, save_checkpoint, write_metrics
+from .spec import layers as L
+from .spec.text import PAIR_SOURCES
+
+PAD_ID, GO_ID, EOS_ID, UNK_ID = 0, 1, 2, 3  # the order of text.SEQ2SEQ_SPECIALS
+RECURRENT = {"rnn", "lstm", "gru"}
+PER_STEP = {"embedding", "dropout", "linear", "layer_norm", *RECURRENT, *(c.tag() for c in L.ACTIVATIONS)}
+METRICS = {"accuracy", "perplexity", "exact_match", "bleu"}
+TRAIN_DECODED = 2000  # training pairs decoded each epoch for train/exact_match and train/bleu
+
+
+# --- data ---
+@dataclass
+class Corpus:
+    splits: dict  # split -> (source token lists, target token lists)
+    source_vocab: list[str]
+    target_vocab: list[str]
+
+    def info(self) -> dict:
+        """What a checkpoint keeps: the vocabularies (token i is id i)."""
+        return {"source_vocab": self.source_vocab, "target_vocab": self.target_vocab}
+
+
+def read_pairs(spec, vocabs: tuple | None = None) -> Corpus:
+    """The spec's pairs, length-checked and split; vocabularies from the train split
+    (or the given ones: a checkpoint's)."""
+    if spec.data is None:
+        raise SpecError([spec.problem((), "'data' is required to train: e.g. 'data: {source: "
+                                          "{sort_letters: 10000}, validation_split: 0.1}'")])
+    src = spec.data.source
+    if src.type not in PAIR_SOURCES:
+        raise SpecError([spec.problem(("data", "source", src.type),
+                                      f"seq2seq trains on sequence pairs: use a tsv, parallel or sort_letters "
+                                      f"source, not {src.type}")])
+    arrays = D.SOURCES[src.type](src, spec)
+    if len(arrays.x) < 2:
+        D.fail(spec, f"the data has {len(arrays.x)} pairs; training needs more")
+    x = X.fit_lengths(spec, arrays.x, spec.encoder.max_length, spec.too_long, "source sequences",
+                      ("encoder", "max_length"), "encoder.max_length")
+    y = X.fit_lengths(spec, arrays.y, spec.decoder.max_length, spec.too_long, "target sequences",
+                      ("decoder", "max_length"), "decoder.max_length")
+    idx = D.split_indices(len(x), spec.data.validation_split, spec.data.test_split, spec.seed)
+    splits = {k: ([x[i] for i in ix], [y[i] for i in ix]) for k, ix in idx.items()}
+    if vocabs is None:
+        v = spec.vocab
+        xs, ys = splits["train"]
+        if v.shared:
+            both = X.build_vocab(xs + ys, X.SEQ2SEQ_SPECIALS, v.min_freq, v.max_size)
+            vocabs = (both, both)
+        else:
+            vocabs = (X.build_vocab(xs, X.SEQ2SEQ_SPECIALS, v.min_freq, v.max_size),
+                      X.build_vocab(ys, X.SEQ2SEQ_SPECIALS, v.min_freq, v.max_size))
+    return Corpus(splits, *vocabs)
+
+
+def context(spec) -> dict:
+    """Vocabulary sizes for compiling (`netspec build` reads them from the data)."""
+    c = read_pairs(spec)
+    return _sizes(c.source_vocab, c.target_vocab)
+
+
+def _sizes(source_vocab, target_vocab) -> dict:
+    return {"source_vocab_size": len(source_vocab), "target_vocab_size": len(target_vocab)}
+
+
+def ids(seqs: list[list[str]], vocab: list[str], frame: bool = False) -> torch.Tensor:
+    """Token lists -> [N, T] ids padded with <PAD>; framed: <GO> y <EOS>."""
+    index = {t: i for i, t in enumerate(vocab)}
+    rows = [X.encode(s, index) for s in seqs]
+    if frame:
+        rows = [[GO_ID, *r, EOS_ID] for r in rows]
+    out = torch.full((len(rows), max(1, *map(len, rows))), PAD_ID, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+# --- the networks ---
+class Attention(nn.Module):
+    """Scores every encoder output against the decoder's output at each step; returns their
+    softmax-weighted sum (the context) and the weights. Padding gets no weight."""
+
+    def __init__(self, kind: str, query: int, key: int, hidden: int | None = None):
+        super().__init__()
+        self.kind = kind
+        if kind == "general":
+            self.w = nn.Linear(key, query, bias=False)
+        elif kind == "additive":
+            hidden = hidden or query
+            self.wq, self.wk = nn.Linear(query, hidden, bias=False), nn.Linear(key, hidden)
+            self.v = nn.Linear(hidden, 1, bias=False)
+
+    def forward(self, q, keys, mask):  # q [B, T, H], keys [B, S, D], mask [B, S] (True: a real token)
+        if self.kind == "dot":
+            scores = q @ keys.transpose(1, 2)
+        elif self.kind == "general":
+            scores = q @ self.w(keys).transpose(1, 2)
+        else:
+            scores = self.v(torch.tanh(self.wq(q)[:, :, None] + self.wk(keys)[:, None])).squeeze(-1)
+        weights = torch.softmax(scores.masked_fill(~mask[:, None, :], float("-inf")), -1)
+        return weights @ keys, weights
+
+    def extra_repr(self):
+        return self.kind
+
+
+class Bridge(nn.Module):
+    """The encoder's final state -> the decoder's first state.
+
+    copy: layer for layer (a bidirectional encoder's two directions side by side);
+    linear: h0 = tanh(W [every encoder layer's final h]), c0 likewise without tanh when
+    both are LSTMs (else zeros); zeros: the decoder starts from nothing (attention only)."""
+
+    def __init__(self, mode: str, enc_layers: int, enc_size: int, enc_lstm: bool,
+                 dec_layers: int, dec_size: int, dec_lstm: bool):
+        super().__init__()
+        self.mode, self.dec_layers, self.dec_size, self.dec_lstm = mode, dec_layers, dec_size, dec_lstm
+        self.enc_layers = enc_layers
+        if mode == "linear":
+            self.h = nn.Linear(enc_layers * enc_size, dec_layers * dec_size)
+            self.c = nn.Linear(enc_layers * enc_size, dec_layers * dec_size) if enc_lstm and dec_lstm else None
+
+    def _by_layer(self, s):  # [layers*dirs, B, H] -> [layers, B, dirs*H]
+        dirs = s.shape[0] // self.enc_layers
+        return s.view(self.enc_layers, dirs, *s.shape[1:]).permute(0, 2, 1, 3).reshape(
+            self.enc_layers, s.shape[1], dirs * s.shape[2])
+
+    def _project(self, lin, s, squash):
+        flat = s.permute(1, 0, 2).reshape(s.shape[1], -1)
+        out = lin(flat)
+        out = torch.tanh(out) if squash else out
+        return out.view(-1, self.dec_layers, self.dec_size).permute(1, 0, 2).contiguous()
+
+    def forward(self, state):
+        if self.mode == "zeros":
+            return None
+        h, c = state if isinstance(state, tuple) else (state, None)
+        h = self._by_layer(h)
+        c = self._by_layer(c) if c is not None else None
+        if self.mode == "copy":
+            h0 = h.contiguous()
+            c0 = c.contiguous() if c is not None else torch.zeros_like(h0)
+        else:
+            h0 = self._project(self.h, h, True)
+            c0 = self._project(self.c, c, False) if self.c is not None else torch.zeros_like(h0)
+        return (h0, c0) if self.dec_lstm else h0
+
+    def extra_repr(self):
+        return self.mode
+
+
+class Decoder(nn.Module):
+    """embedding -> recurrent (from a given state) -> [attention] -> layers -> projection.
+    Runs a whole teacher-forced sequence at once, or one step at a time."""
+
+    def __init__(self, head: nn.Module, attention: Attention | None, tail: nn.Module | None,
+                 projection: nn.Linear, bridge: Bridge):
+        super().__init__()
+        self.bridge, self.head, self.attention, self.tail, self.projection = bridge, head, attention, tail, projection
+
+    def forward(self, tokens, state, memory):
+        keys, mask = memory
+        x = tokens
+        for m in self.head._modules.values():
+            if isinstance(m, Recurrent):
+                x, state = m.steps(x, None, state)
+            else:
+                x = m(x)
+        if self.attention is not None:
+            x = torch.cat([x, self.attention(x, keys, mask)[0]], -1)
+        if self.tail is not None:
+            x = self.tail(x)
+        return self.projection(x), state
+
+
+def encode(encoder: nn.Module, src):
+    """Outputs [B, S, D], the last recurrent layer's final state, and the mask of real tokens."""
+    lengths = (src != PAD_ID).sum(1).clamp_min(1)
+    x, state = src, None
+    for m in encoder._modules.values():
+        if isinstance(m, Recurrent):
+            x, state = m.steps(x, lengths)  # packed: padding changes nothing
+        else:
+            x = m(x)
+    mask = torch.arange(src.shape[1], device=src.device)[None, :] < lengths[:, None]
+    return x, state, mask
+
+
+# --- compiling: the two layer lists and the wiring, every problem at its line ---
+class _Shifted:
+    """Positions for a slice of a layer list compiled on its own: its item i is item i + k."""
+
+    def __init__(self, spec, prefix: tuple, k: int):
+        self.spec, self.prefix, self.k = spec, prefix, k
+
+    def problem(self, path, message):
+        n = len(self.prefix)
+        if tuple(path[:n]) == self.prefix and len(path) > n and isinstance(path[n], int):
+            path = (*path[:n], path[n] + self.k, *path[n + 1:])
+        return self.spec.problem(path, message)
+
+
+def _check_layers(spec, side: str, problems: list) -> list[int]:
+    """Layers a step-by-step decoder (and a packed encoder) can run; the recurrent positions."""
+    rec = []
+    for i, layer in enumerate(getattr(spec, side).layers):
+        if layer.name is not None or layer.inputs is not None:
+            problems.append(spec.problem((side, "layers", i), f"a seq2seq {side} is a chain of layers: "
+                                                              "remove name/inputs here"))
+        if layer.type not in PER_STEP:
+            problems.append(spec.problem((side, "layers", i, layer.type),
+                                         f"{layer.type} cannot be in a seq2seq {side}: it takes embedding, rnn, "
+                                         "lstm, gru, dropout, linear, layer_norm and activation layers (layers "
+                                         "that keep one output per time step)"))
+        elif layer.type in RECURRENT:
+            rec.append(i)
+            if layer.output != "sequence":
+                problems.append(spec.problem((side, "layers", i, layer.type, "output"),
+                                             f"recurrent layers of a seq2seq {side} pass on the whole sequence "
+                                             f"(the wiring reads their states itself): remove 'output: {layer.output}'"))
+    return rec
+
+
+def _net(layers):
+    return SimpleNamespace(layers=layers, input_dtype="long", blocks={}, input_shape=None)
+
+
+def compile_seq2seq(spec, ctx: dict) -> dict[str, Compiled]:
+    """{encoder, decoder} on the meta device; ctx has source/target_vocab_size from the data."""
+    problems: list = []
+    sv, tv = ctx.get("source_vocab_size"), ctx.get("target_vocab_size")
+    if spec.vocab.shared and sv != tv:
+        raise SpecError([spec.problem(("vocab", "shared"), "internal: a shared vocabulary has one size")])
+    enc_rec = _check_layers(spec, "encoder", problems)
+    dec_rec = _check_layers(spec, "decoder", problems)
+    if not enc_rec:
+        problems.append(spec.problem(("encoder", "layers"), "the encoder needs a recurrent layer (rnn, lstm or "
+                                                            "gru): its final state starts the decoder"))
+    if len(dec_rec) != 1:
+        problems.append(spec.problem(("decoder", "layers"), f"the decoder has exactly one recurrent layer (stack "
+                                                            f"cells with num_layers: N); it has {len(dec_rec)}"))
+    elif spec.decoder.layers[dec_rec[0]].bidirectional:
+        r = dec_rec[0]
+        problems.append(spec.problem(("decoder", "layers", r, spec.decoder.layers[r].type, "bidirectional"),
+                                     "a decoder writes left to right, one token at a time: it cannot be "
+                                     "bidirectional"))
+    if problems:
+        raise SpecError(problems)
+    enc = compile_network(spec, _net(spec.encoder.layers), ("encoder",), problems,
+                          {"vocab_size": sv, "pad_index": PAD_ID}, input_shape=[spec.encoder.max_length])
+    r = dec_rec[0]
+    T = spec.decoder.max_length + 1  # <GO> y, or y <EOS>
+    head = compile_network(spec, _net(spec.decoder.layers[:r + 1]), ("decoder",), problems,
+                           {"vocab_size": tv}, input_shape=[T])
+    if enc is None or head is None:
+        raise SpecError(problems)
+    enc_rnn, dec_rnn = spec.encoder.layers[enc_rec[-1]], spec.decoder.layers[r]
+    H, D = head.output_shape[-1], enc.output_shape[-1]
+    att = spec.decoder.attention
+    if att is not None and att.type == "dot" and H != D:
+        problems.append(spec.problem(("decoder", "attention"),
+                                     f"dot attention compares the decoder's output ({H} values) with the "
+                                     f"encoder's ({D}): make them equal, or use general or additive attention"))
+    width = H + D if att is not None else H
+    tail = None
+    if r + 1 < len(spec.decoder.layers):
+        ns = SimpleNamespace(layers=spec.decoder.layers[r + 1:], input_dtype="float", blocks={}, input_shape=None)
+        tail = compile_network(_Shifted(spec, ("decoder", "layers"), r + 1), ns, ("decoder",), problems, {},
+                               input_shape=[T, width])
+        if tail is not None:
+            width = tail.output_shape[-1]
+    enc_size = enc_rnn.hidden_size * (2 if enc_rnn.bidirectional else 1)
+    fits = enc_rnn.num_layers == dec_rnn.num_layers and enc_size == dec_rnn.hidden_size
+    mode = spec.decoder.bridge if spec.decoder.bridge != "auto" else ("copy" if fits else "linear")
+    if mode == "copy" and not fits:
+        problems.append(spec.problem(("decoder", "bridge"),
+                                     f"copy needs the same layers and sizes on both sides: the encoder's last "
+                                     f"recurrent layer has {enc_rnn.num_layers} x {enc_size}, the decoder's "
+                                     f"{dec_rnn.num_layers} x {dec_rnn.hidden_size}: use bridge: linear"))
+    if mode == "zeros" and att is None:
+        problems.append(spec.problem(("decoder", "bridge"), "with bridge: zeros and no attention the decoder "
+                                                            "never sees the source: add attention, or use copy or linear"))
+    if tv is None:
+        problems.append(spec.problem(("decoder",), "the target vocabulary is unknown: give the spec a data section"))
+    if spec.vocab.shared:
+        e, d = enc.module._modules["embedding_1"], head.module._modules.get("embedding_1")
+        if d is not None and e.weight.shape != d.weight.shape:
+            problems.append(spec.problem(("decoder", "layers", 0, "embedding"),
+                                         f"vocab.shared ties the decoder's embedding to the encoder's: give both "
+                                         f"the same size (the encoder's is {list(e.weight.shape)}, this one "
+                                         f"{list(d.weight.shape)})"))
+    if problems:
+        raise SpecError(problems)
+    with torch.device("meta"):
+        attention = Attention(att.type, H, D, getattr(att, "hidden_size", None)) if att is not None else None
+        bridge = Bridge(mode, enc_rnn.num_layers, enc_size, enc_rnn.type == "lstm",
+                        dec_rnn.num_layers, dec_rnn.hidden_size, dec_rnn.type == "lstm")
+        projection = nn.Linear(width, tv)
+    rows = [_row("bridge", f"bridge ({mode})", [dec_rnn.num_layers, dec_rnn.hidden_size], bridge)]
+    rows += head.rows
+    if spec.vocab.shared:  # one table, counted once (in the encoder)
+        head.module._modules["embedding_1"] = enc.module._modules["embedding_1"]
+        rows = [Row(x.name, x.type, x.output_shape, 0, 0) if x.name == "embedding_1" else x for x in rows]
+    if attention is not None:
+        rows.append(_row("attention", f"attention ({att.type})", [T, H + D], attention))
+    if tail is not None:
+        names = {x.name for x in rows}
+        rows += [Row(("tail." if x.name in names else "") + x.name, x.type, x.output_shape, x.parameters,
+                     x.trainable) for x in tail.rows]
+    rows.append(_row("projection", "linear", [T, tv], projection))
+    decoder = Decoder(head.module, attention, tail.module if tail else None, projection, bridge)
+    dec = Compiled(decoder, rows, (T,), (T, tv), head.inits + (tail.inits if tail else []))
+    for name, c in (("encoder", enc), ("decoder", dec)):
+        check_size(spec, c, (name,), problems)
+    if problems:
+        raise SpecError(problems)
+    return {"encoder": enc, "decoder": dec}
+
+
+def _row(name, kind, shape, module) -> Row:
+    n = sum(p.numel() for p in module.parameters())
+    return Row(name, kind, list(shape), n, n)
+
+
+def build(spec, source_vocab, target_vocab) -> nn.ModuleDict:
+    nets = compile_seq2seq(spec, _sizes(source_vocab, target_vocab))
+    torch.manual_seed(spec.seed)
+    return nn.ModuleDict({k: materialize(c) for k, c in nets.items()})
+
+
+# --- running the model ---
+def teacher_forced(model, src, tgt, ratio: float = 1.0):
+    """Logits [B, T, V] for target positions 1..T given <GO> y[:-1]: the true previous token
+    as input, or (with probability 1 - ratio at each step) the model's own last guess."""
+    keys, state, mask = encode(model["encoder"], src)
+    dec = model["decoder"]
+    state = dec.bridge(state)
+    tgt_in = tgt[:, :-1]
+    if ratio >= 1:
+        return dec(tgt_in, state, (keys, mask))[0]
+    out, tok = [], tgt_in[:, 0]
+    for t in range(tgt_in.shape[1]):
+        logits, state = dec(tok[:, None], state, (keys, mask))
+        out.append(logits)
+        if t + 1 < tgt_in.shape[1]:
+            own = logits[:, -1].argmax(-1)
+            tok = torch.where(torch.rand(len(tok), device=tok.device) < ratio, tgt_in[:, t + 1], own)
+    return torch.cat(out, 1)
+
+
+def reorder(state, rows):
+    """A decoder state with its batch rows picked (beam search follows its hypotheses)."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s[:, rows] for s in state)
+    return state[:, rows]
+
+
+def stepper(decoder, memory):
+    """step(tokens [N], state) -> (log-probabilities [N, V], state); <PAD> and <GO> are never outputs."""
+    def step(tokens, state):
+        logits, state = decoder(tokens[:, None], state, memory)
+        logits = logits[:, -1].float()
+        logits[:, [PAD_ID, GO_ID]] = float("-inf")
+        return torch.log_softmax(logits, -1), state
+    return step
+
+
+def _cut(row: list[int]) -> list[int]:
+    return row[:row.index(EOS_ID)] if EOS_ID in row else row
+
+
+def greedy(step, state, batch: int, max_length: int, device=None) -> list[list[int]]:
+    tok = torch.full((batch,), GO_ID, dtype=torch.long, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    out = []
+    for _ in range(max_length + 1):  # max_length tokens, then <EOS>
+        logp, state = step(tok, state)
+        tok = logp.argmax(-1).masked_fill(done, PAD_ID)
+        out.append(tok)
+        done = done | (tok == EOS_ID)
+        if bool(done.all()):
+            break
+    return [_cut(r)[:max_length] for r in torch.stack(out, 1).tolist()]
+
+
+def beam_search(step, state, batch: int, width: int, max_length: int, length_penalty: float = 0.0,
+                device=None) -> list[list[int]]:
+    """Keep the `width` most likely hypotheses of each sample (rows b*width .. b*width+width-1
+    of `state`). A hypothesis that emitted <EOS> stays in the beam with its score frozen (it
+    can only be extended by <PAD>, at no cost), competing with the live ones. The result is
+    the best by log-probability / ((5 + length) / 6) ** length_penalty."""
+    k = width
+    scores = torch.full((batch, k), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # all beams start identical: expand one
+    tok = torch.full((batch * k,), GO_ID, dtype=torch.long, device=device)
+    seqs = torch.zeros((batch * k, 0), dtype=torch.long, device=device)
+    finished = torch.zeros(batch * k, dtype=torch.bool, device=device)
+    frozen = None
+    for _ in range(max_length + 1):
+        logp, state = step(tok, state)
+        V = logp.shape[-1]
+        if frozen is None:
+            frozen = torch.full((V,), float("-inf"), device=logp.device)
+            frozen[PAD_ID] = 0.0
+        logp = torch.where(finished[:, None], frozen, logp)
+        scores, pick = (scores.reshape(-1, 1) + logp).reshape(batch, k * V).topk(k, -1)
+        rows = (torch.arange(batch, device=logp.device)[:, None] * k + pick // V).reshape(-1)
+        tok = (pick % V).reshape(-1)
+        state = reorder(state, rows)
+        seqs = torch.cat([seqs[rows], tok[:, None]], 1)
+        finished = finished[rows] | (tok == EOS_ID)
+        if bool(finished.all()):
+            break
+    is_eos = seqs == EOS_ID
+    lengths = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, torch.tensor(seqs.shape[1]))
+    norm = scores.reshape(-1) / ((5 + lengths.float()) / 6) ** length_penalty
+    best = norm.reshape(batch, k).argmax(-1)
+    picked = seqs.reshape(batch, k, -1)[torch.arange(batch), best]
+    return [_cut(r)[:max_length] for r in picked.tolist()]
+
+
+@torch.no_grad()
+def decode(model, src, search, max_length: int) -> list[list[int]]:
+    """Token ids (without <EOS>) for each source row, by the spec's search."""
+    keys, state, mask = encode(model["encoder"], src)
+    dec = model["decoder"]
+    state = dec.bridge(state)
+    B = src.shape[0]
+    if search.type == "beam" and search.width > 1:
+        k = search.width
+        rows = torch.arange(B, device=src.device).repeat_interleave(k)
+        memory = (keys[rows], mask[rows])
+        return beam_search(stepper(dec, memory), reorder(state, rows), B, k, max_length,
+                           search.length_penalty, src.device)
+    return greedy(stepper(dec, (keys, mask)), state, B, max_length, src.device)
+
+
+# --- metrics ---
+class Split:
+    """One split as tensors, plus its target tokens as written (for exact match and BLEU)."""
+
+    def __init__(self, pairs, corpus: Corpus, device, limit: int | None = None):
+        xs, ys = pairs if limit is None else (pairs[0][:limit], pairs[1][:limit])
+        self.src = ids(xs, corpus.source_vocab).to(device)
+        self.tgt = ids(ys, corpus.target_vocab, frame=True).to(device)
+        self.sources, self.targets = xs, ys
+
+
+def _trim(src, tgt):
+    """A batch cut to its longest sequences (packing skips padding, this skips its cost too)."""
+    return src[:, :int((src != PAD_ID).sum(1).max())], tgt[:, :int((tgt != PAD_ID).sum(1).max())]
+
+
+@torch.no_grad()
+def measure(model, split: Split, names: set, spec, loss_fn, vocab: list[str], prefix: str = "val") -> dict:
+    """Teacher-forced loss, accuracy (per target token, <EOS> included) and perplexity over
+    `split`; exact_match and bleu of its decoded sequences against the targets as written."""
+    batch_size = spec.train.batch_size
+    model.eval()
+    total = nll = 0.0
+    right = count = 0
+    for i in range(0, len(split.src), batch_size * 4):
+        src, tgt = _trim(split.src[i:i + batch_size * 4], split.tgt[i:i + batch_size * 4])
+        logits = teacher_forced(model, src, tgt)
+        y = tgt[:, 1:]
+        real = y != PAD_ID
+        n = int(real.sum())
+        flat, yf = logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1)
+        total += float(loss_fn(flat, yf)) * (n if loss_fn.reduction == "mean" else 1)
+        nll += float(nn.functional.cross_entropy(flat, yf, ignore_index=PAD_ID, reduction="sum"))
+        right += int(((logits.argmax(-1) == y) & real).sum())
+        count += n
+    out = {f"{prefix}/loss": total / max(count, 1) if loss_fn.reduction == "mean" else total}
+    if "accuracy" in names:
+        out[f"{prefix}/accuracy"] = right / max(count, 1)
+    if "perplexity" in names:
+        out[f"{prefix}/perplexity"] = math.exp(min(nll / max(count, 1), 50))
+    if names & {"exact_match", "bleu"}:
+        words = [[vocab[i] for i in h] for h in decode_all(model, split.src, spec, batch_size)]
+        if "exact_match" in names:
+            out[f"{prefix}/exact_match"] = sum(w == t for w, t in zip(words, split.targets)) / max(len(words), 1)
+        if "bleu" in names:
+            out[f"{prefix}/bleu"] = X.bleu(words, split.targets)
+    return out
+
+
+def decode_all(model, src, spec, batch_size: int) -> list[list[int]]:
+    out = []
+    for i in range(0, len(src), batch_size * 4):
+        s = src[i:i + batch_size * 4]
+        out += decode(model, s[:, :int((s != PAD_ID).sum(1).max())], spec.decoder.search, spec.decoder.max_length)
+    return out
+
+
+def _loss(spec):
+    lo = spec.loss
+    if lo.weight is not None:
+        raise SpecError([spec.problem(("loss", "cross_entropy", "weight"),
+                                      "class weights do not apply to seq2seq: its target vocabulary comes from "
+                                      "the data; remove weight")])
+    if lo.ignore_index != -100:
+        raise SpecError([spec.problem(("loss", "cross_entropy", "ignore_index"),
+                                      "seq2seq always ignores <PAD> (id 0) and nothing else: remove ignore_index")])
+    return nn.CrossEntropyLoss(ignore_index=PAD_ID, label_smoothing=lo.label_smoothing, reduction=lo.reduction)
+
+
+def _check(spec) -> set:
+    """Sections training needs, and metrics that mean something here."""
+    problems = []
+    if spec.data is None:
+        problems.append(spec.problem((), "'data' is required to train: e.g. 'data: {source: {sort_letters: "
+                                         "10000}, validation_split: 0.1}'"))
+    if spec.optimizer is None:
+        problems.append(spec.problem((), "'optimizer' is required to train: e.g. 'optimizer: {adam: {lr: 0.001}}'"))
+    for i, m in enumerate(spec.train.metrics):
+        if m.type not in METRICS:
+            problems.append(spec.problem(("train", "metrics", i),
+                                         f"{m.type} is not a seq2seq metric; use accuracy (per token), "
+                                         "perplexity, exact_match or bleu"))
+    if problems:
+        raise SpecError(problems)
+    return {m.type for m in spec.train.metrics}
+
+
+def samples_markdown(split: Split, hyps, vocab, tokenizer: str, n: int = 8) -> str:
+    """A few decoded examples as a TensorBoard (markdown) table."""
+    lines = ["| source | decoded | target |", "|---|---|---|"]
+    for s, h, t in list(zip(split.sources, hyps, split.targets))[:n]:
+        cells = (X.detokenize(s, tokenizer), X.detokenize([vocab[i] for i in h], tokenizer),
+                 X.detokenize(t, tokenizer))
+        lines.append("| " + " | ".join(c.replace("|", "\\|") or " " for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _tokenizer(spec) -> tuple[str, bool]:
+    src = spec.data.source
+    return ("char", False) if src.type == "sort_letters" else (src.tokenizer, src.lowercase)
+
+
+# --- the loop ---
+def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from .train import check_monitor
+    t_start = time.perf_counter()
+    tr = spec.train
+    names = _check(spec)
+    parts.set_threads(tr)
+    parts.seed_everything(spec.seed)
+    monitor_tag = check_monitor(spec)
+    corpus = read_pairs(spec)
+    loss_fn = _loss(spec)
+    device = parts.device_of(tr)
+    model = build(spec, corpus.source_vocab, corpus.target_vocab).to(device)
+    opt = parts.optimizer(spec.optimizer, model.parameters())
+    mon = parts.Monitor(monitor_tag, tr.mode)
+    es = tr.early_stopping
+    stopper = parts.Monitor(es.monitor or monitor_tag, tr.mode, es.patience, es.min_delta) if es else None
+    sched = parts.scheduler(tr.scheduler, opt, tr.epochs, mon.mode)
+    splits = {k: Split(v, corpus, device) for k, v in corpus.splits.items()}
+    train_decoded = Split(corpus.splits["train"], corpus, device, TRAIN_DECODED)
+    tok_kind = _tokenizer(spec)[0]
+    src_all, tgt_all = splits["train"].src, splits["train"].tgt
+    n = len(src_all)
+    ckpt_dir = folder / "checkpoints"
+    start_epoch, step = 1, 0
+    if resume:
+        state = load_checkpoint(ckpt_dir / "last.pt")
+        if state.get("data") != corpus.info():
+            raise RunError(f"the data's vocabularies differ from the checkpoint's in {ckpt_dir}: resuming "
+                           "would give token ids new meanings; start a new run")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None and state.get("scheduler"):
+            sched.load_state_dict(state["scheduler"])
+        mon.load(state["monitor"])
+        if stopper and state.get("stopper"):
+            stopper.load(state["stopper"])
+        parts.set_rng_state(state["rng"])
+        start_epoch, step = state["epoch"] + 1, state["step"]
+    last_epoch = start_epoch - 1 if stopper is not None and stopper.stop else tr.epochs
+    tb = SummaryWriter(str(folder), purge_step=step + 1 if resume else None, flush_secs=10)
+    bar = parts.Progress(tr.epochs, math.ceil(n / tr.batch_size), progress)
+    metrics: dict = {}
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, last_epoch + 1):
+        model.train()
+        bar.start_epoch(epoch)
+        g = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)  # the epoch's order: (seed, epoch) only
+        order = torch.randperm(n, generator=g).to(device) if tr.shuffle else torch.arange(n, device=device)
+        run_loss = run_n = 0.0
+        log_loss, log_n = 0.0, 0
+        for i, b in enumerate(range(0, n, tr.batch_size), 1):
+            idx = order[b:b + tr.batch_size]
+            src, tgt = _trim(src_all[idx], tgt_all[idx])
+            logits = teacher_forced(model, src, tgt, spec.decoder.teacher_forcing)
+            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tgt[:, 1:].reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            parts.clip(tr, model.parameters())
+            opt.step()
+            step += 1
+            lv = loss.item()
+            parts.check_finite(lv, step, folder)
+            run_loss, run_n = run_loss + lv * len(idx), run_n + len(idx)
+            log_loss, log_n = log_loss + lv, log_n + 1
+            if step % tr.log_every == 0:
+                tb.add_scalar("train/loss", log_loss / log_n, step)
+                log_loss, log_n = 0.0, 0
+            bar.step(i, lv, len(idx))
+        metrics = {"train/loss": run_loss / max(run_n, 1)}
+        if names:
+            tm = measure(model, train_decoded, names, spec, loss_fn, corpus.target_vocab, "train")
+            metrics.update({k: v for k, v in tm.items() if k != "train/loss"})
+        if "val" in splits:
+            metrics.update(measure(model, splits["val"], names, spec, loss_fn, corpus.target_vocab))
+        shown = splits.get("val", train_decoded)
+        hyps = decode_all(model, shown.src[:8], spec, tr.batch_size)
+        tb.add_text("samples", samples_markdown(shown, hyps, corpus.target_vocab, tok_kind), step)
+        best = mon.update(metrics, epoch)
+        if stopper is not None:
+            stopper.update(metrics, epoch)
+        parts.step_scheduler(sched, metrics.get(mon.name))
+        for k, v in metrics.items():
+            if k != "train/loss" or step < tr.log_every:
+                tb.add_scalar(k, v, step)
+        if tr.tensorboard.verbosity >= 1:
+            tb.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
+        if tr.tensorboard.verbosity >= 2 and epoch % tr.tensorboard.histogram_every == 0:
+            for name, p in model.named_parameters():
+                tb.add_histogram(f"weights/{name}", p.detach().float().cpu(), step)
+        stopping = stopper is not None and stopper.stop
+        save_last = epoch % tr.checkpoint_every == 0 or epoch == tr.epochs or stopping
+        if save_last or best:
+            tb.flush()
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict() if sched is not None else None,
+                     "monitor": mon.state(), "stopper": stopper.state() if stopper else None,
+                     "rng": parts.rng_state(), "epoch": epoch, "step": step, "data": corpus.info(),
+                     "metrics": metrics}
+            if best:
+                save_checkpoint(ckpt_dir / "best.pt", state)
+            if save_last:
+                save_checkpoint(ckpt_dir / "last.pt", state)
+        bar.end_epoch(metrics, "  *" if best else "")
+        if stopping:
+            if progress:
+                print(f"early stopping: {stopper.name} has not improved for {stopper.patience} epochs "
+                      f"(best {stopper.best:.4f} at epoch {stopper.best_epoch})", file=sys.stderr)
+            break
+    if not metrics:  # resumed a finished run
+        metrics = dict(load_checkpoint(ckpt_dir / "last.pt").get("metrics") or {})
+    if "test" in splits:
+        if (ckpt_dir / "best.pt").exists():
+            model.load_state_dict(load_checkpoint(ckpt_dir / "best.pt")["model"])
+        test = measure(model, splits["test"], names, spec, loss_fn, corpus.target_vocab, "test")
+        metrics.update(test)
+        for k, v in test.items():
+            tb.add_scalar(k, v, step)
+    metrics.update({"epochs": epoch, "steps": step, "best_epoch": mon.best_epoch, "monitor": mon.name,
+                    "best": mon.best, "seconds": round(time.perf_counter() - t_start, 3)})
+    tb.close()
+    write_metrics(folder, metrics)
+    if progress:
+        print(f"{spec.name}: done in {metrics['seconds']:.1f}s -> {folder}")
+        print(parts.metrics_table(metrics))
+    return metrics
+
+
+# --- using a trained run ---
+def restore(spec, state) -> tuple[nn.ModuleDict, dict]:
+    info = state.get("data") or {}
+    if "source_vocab" not in info or "target_vocab" not in info:
+        raise RunError("this checkpoint has no seq2seq vocabularies: it was not written by a seq2seq run")
+    model = build(spec, info["source_vocab"], info["target_vocab"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise RunError(f"the checkpoint does not fit this spec's networks (its vocabularies have "
+                       f"{len(info['source_vocab'])} source and {len(info['target_vocab'])} target tokens): "
+                       f"{str(e).splitlines()[0][:200]}") from None
+    return model.eval(), info
+
+
+def evaluate(spec, state, split="test") -> dict:
+    """A checkpoint's metrics on a split of the spec's data, encoded with the checkpoint's vocabularies."""
+    names = _check(spec)
+    model, info = restore(spec, state)
+    corpus = read_pairs(spec, (info["source_vocab"], info["target_vocab"]))
+    if split not in corpus.splits:
+        raise SpecError([spec.problem(("data",), f"the data has no '{split}' split (set data.{split}_split)")])
+    return measure(model, Split(corpus.splits[split], corpus, torch.device("cpu")), names, spec, _loss(spec),
+                   info["target_vocab"], split)
+
+
+@torch.no_grad()
+def predict(spec, state, inputs, output="-"):
+    """Translate lines (a file, or stdin): one output line per input line."""
+    model, info = restore(spec, state)
+    tokenizer, lowercase = _tokenizer(spec)
+    lines = X.read_lines(inputs)
+    seqs = [X.tokenize(line, tokenizer, lowercase) for line in lines]
+    limit = spec.encoder.max_length
+    over = [i + 1 for i, s in enumerate(seqs) if len(s) > limit]
+    if over and spec.too_long == "error":
+        raise RunError(f"{len(over)} input lines are longer than encoder.max_length ({limit} tokens; the first "
+                       f"is line {over[0]}); the spec says too_long: error")
+    if over:
+        X._warn(f"{len(over)} input lines cut to encoder.max_length ({limit} tokens)")
+    seqs = [s[:limit] for s in seqs]
+    outputs = [""] * len(seqs)
+    todo = [i for i, s in enumerate(seqs) if s]
+    if todo:
+        src = ids([seqs[i] for i in todo], info["source_vocab"])
+        for i, h in zip(todo, decode_all(model, src, spec, spec.train.batch_size)):
+            outputs[i] = X.detokenize([info["target_vocab"][t] for t in h], tokenizer)
+    text = "".join(o + "\n" for o in outputs)
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+    return outputs

@@ -1,0 +1,401 @@
+"""Text: tokenizers, vocabularies, the text data sources, language-model sampling, BLEU.
+
+Token ids follow one convention: a vocabulary with padding starts with the special tokens
+<PAD> (0), and for seq2seq <GO> (1), <EOS> (2), <UNK> (3); sequences are padded at the
+end. A language model's vocabulary is just the file's tokens, sorted (nothing is padded).
+Nothing here downloads anything: every source reads a local file or makes its data.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .data import Arrays, fail, split_indices
+from .errors import RunError, SpecError
+
+PAD, GO, EOS, UNK = "<PAD>", "<GO>", "<EOS>", "<UNK>"
+CLASSIFIER_SPECIALS = [PAD, UNK]
+SEQ2SEQ_SPECIALS = [PAD, GO, EOS, UNK]
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+# --- tokens ---
+def tokenize(text: str, tokenizer: str = "word", lowercase: bool = False) -> list[str]:
+    """char: every character (spaces too); word: runs of letters/digits and each punctuation mark."""
+    if lowercase:
+        text = text.lower()
+    return list(text) if tokenizer == "char" else _WORD.findall(text)
+
+
+def detokenize(tokens: list[str], tokenizer: str) -> str:
+    return "".join(tokens) if tokenizer == "char" else " ".join(tokens)
+
+
+def build_vocab(sequences, specials: list[str], min_freq: int = 1, max_size: int | None = None) -> list[str]:
+    """Special tokens, then tokens by falling frequency (ties alphabetical), rare ones dropped."""
+    counts = Counter(t for s in sequences for t in s)
+    kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in specials),
+                  key=lambda t: (-counts[t], t))
+    return list(specials) + kept[:max_size]
+
+
+def encode(tokens: list[str], index: dict[str, int]) -> list[int]:
+    unk = index.get(UNK)
+    return [index.get(t, unk) for t in tokens]
+
+
+def use_vocab(spec, vocab: list[str] | None) -> None:
+    """Make a text source encode with a trained model's vocabulary (evaluating a checkpoint,
+    maybe on other files) instead of building one from the data."""
+    if vocab and spec.data is not None and spec.data.source.type in ("text", "text_csv"):
+        spec.data.source._vocab = list(vocab)
+
+
+def vocab_context(vocab: list[str]) -> dict:
+    """What compiling needs from a vocabulary: its size, and the padding id when it pads."""
+    ctx = {"vocab_size": len(vocab)}
+    if vocab and vocab[0] == PAD:
+        ctx["pad_index"] = 0
+    return ctx
+
+
+# --- reading files ---
+def read_text(spec, path: str, key: str = "path") -> str:
+    """A whole UTF-8 text file; SpecError (at data.source.<tag>.<key>) when missing, not UTF-8 or empty."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        fail(spec, f"no such file: {path} (relative paths start from the current directory, {Path.cwd()})", key)
+    if p.is_dir():
+        fail(spec, f"{path} is a folder; name a text file", key)
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        fail(spec, f"{path} is not UTF-8 text (byte {raw[e.start]:#04x} on line {line} cannot be decoded); "
+                   "convert it, e.g. iconv -f latin1 -t utf-8", key)
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the text
+    if not text.strip():
+        fail(spec, f"{path} is empty; it needs some text to learn from", key)
+    return text
+
+
+def _no_normalize(spec):
+    if spec.data.normalize != "none":
+        raise SpecError([spec.problem(("data", "normalize"), "token ids cannot be normalised: "
+                                                             "remove data.normalize")])
+
+
+def _window(spec, tag: str) -> int:
+    shape = spec.model.input_shape
+    if not shape or len(shape) != 1:
+        raise SpecError([spec.problem(("model", "input_shape"),
+                                      f"the {tag} source gives sequences of token ids: model.input_shape is "
+                                      f"[sequence length], e.g. [100] (got {shape})")])
+    return shape[0]
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+# --- sources (data.SOURCES) ---
+def text_source(src, spec) -> Arrays:
+    """Language-model windows: x = tokens[s : s+T], y = tokens[s+1 : s+T+1]."""
+    _no_normalize(spec)
+    tokens = tokenize(read_text(spec, src.path), src.tokenizer, src.lowercase)
+    if src.max_tokens:
+        tokens = tokens[:src.max_tokens]
+    T = _window(spec, "text")
+    step = src.step or T
+    if len(tokens) < T + 2:
+        fail(spec, f"{src.path} has {len(tokens)} {src.tokenizer} tokens; windows of {T} (model.input_shape) "
+                   f"need at least {T + 2}: use a longer text or a shorter input_shape", "path")
+    vocab = src._vocab or sorted(set(tokens))
+    index = {t: i for i, t in enumerate(vocab)}
+    unknown = sorted(set(tokens) - set(index))
+    if unknown:
+        fail(spec, f"{src.path} has tokens the trained model never saw: "
+                   f"{', '.join(map(repr, unknown[:10]))}{' ...' if len(unknown) > 10 else ''}", "path")
+    ids = np.array([index[t] for t in tokens], dtype=np.int64)
+    starts = np.arange(0, len(ids) - T, step)
+    pos = starts[:, None] + np.arange(T)[None, :]
+    return Arrays(ids[pos], ids[pos + 1], "tokens", vocab=vocab)
+
+
+def text_csv(src, spec) -> Arrays:
+    """Texts and labels: padded token ids [N, T] and class indices."""
+    _no_normalize(spec)
+    T = _window(spec, "text_csv")
+    text = read_text(spec, src.path)
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=src.delimiter))
+    rows = [r for r in rows if r]
+    if len(rows) < 2:
+        fail(spec, f"{src.path} needs a header row and at least one data row", "path")
+    header = rows[0]
+    for key, col in (("text", src.text), ("label", src.label)):
+        if col not in header:
+            fail(spec, f"no column '{col}' in {src.path}; columns: {', '.join(header)}", key)
+    ti, li = header.index(src.text), header.index(src.label)
+    texts, labels = [], []
+    for n, r in enumerate(rows[1:], 2):
+        if len(r) != len(header):
+            fail(spec, f"{src.path} row {n} has {len(r)} fields, the header has {len(header)} "
+                       "(quote texts that contain the delimiter)", "path")
+        texts.append(tokenize(r[ti], src.tokenizer, src.lowercase))
+        labels.append(r[li].strip())
+    texts = fit_lengths(spec, texts, T, src.too_long, "texts", ("data", "source", "text_csv", "too_long"),
+                        "model.input_shape")
+    # the vocabulary comes from the train split only: a validation or test word the model
+    # never trained on is <UNK>, as it would be for new text
+    idx = split_indices(len(texts), spec.data.validation_split, spec.data.test_split, spec.seed)
+    vocab = src._vocab or build_vocab([texts[i] for i in idx["train"]], CLASSIFIER_SPECIALS, src.min_freq,
+                                      src.max_vocab)
+    index = {t: i for i, t in enumerate(vocab)}
+    x = np.zeros((len(texts), T), dtype=np.int64)  # <PAD> is 0
+    for i, toks in enumerate(texts):
+        x[i, :len(toks)] = encode(toks, index)
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        fail(spec, f"column '{src.label}' of {src.path} has a single label ({classes[0]!r}); "
+                   "a classifier needs two or more", "label")
+    y = np.array([classes.index(v) for v in labels], dtype=np.int64)
+    return Arrays(x, y, "classification", classes, vocab)
+
+
+def fit_lengths(spec, seqs: list[list], limit: int, too_long: str, what: str, where: tuple, limit_name: str):
+    """Sequences over `limit` tokens: a SpecError (too_long: error) or cut with a warning."""
+    over = [len(s) for s in seqs if len(s) > limit]
+    if not over:
+        return seqs
+    if too_long == "error":
+        raise SpecError([spec.problem(where, f"{len(over)} {what} are longer than {limit_name} ({limit} tokens; "
+                                             f"the longest has {max(over)}): raise {limit_name}, or set "
+                                             "too_long: truncate to cut them")])
+    _warn(f"{len(over)} {what} cut to {limit} tokens ({limit_name}; the longest had {max(over)})")
+    return [s[:limit] for s in seqs]
+
+
+def _pairs_only(spec):
+    if spec.kind != "seq2seq":
+        tag = spec.data.source.type
+        fail(spec, f"the {tag} source gives sequence pairs (source -> target): use it in a "
+                   "'kind: seq2seq' spec; a network reads text through the text or text_csv source")
+
+
+def tsv(src, spec) -> Arrays:
+    _pairs_only(spec)
+    x, y = [], []
+    for n, line in enumerate(read_text(spec, src.path).splitlines(), 1):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if len(cols) != 2:
+            fail(spec, f"{src.path} line {n} has {len(cols)} column{'s' if len(cols) != 1 else ''}; each line "
+                       "is 'source<TAB>target'", "path")
+        a, b = (tokenize(c, src.tokenizer, src.lowercase) for c in cols)
+        if not a or not b:
+            fail(spec, f"{src.path} line {n} has an empty {'source' if not a else 'target'}", "path")
+        x.append(a)
+        y.append(b)
+    return Arrays(x, y, "pairs")
+
+
+def parallel(src, spec) -> Arrays:
+    _pairs_only(spec)
+    a = read_text(spec, src.source, "source").splitlines()
+    b = read_text(spec, src.target, "target").splitlines()
+    if len(a) != len(b):
+        fail(spec, f"{src.source} has {len(a)} lines but {src.target} has {len(b)}; line i of one pairs "
+                   "with line i of the other", "target")
+    x, y = [], []
+    for n, (s, t) in enumerate(zip(a, b), 1):
+        s, t = tokenize(s, src.tokenizer, src.lowercase), tokenize(t, src.tokenizer, src.lowercase)
+        if not s and not t:
+            continue
+        if not s or not t:
+            fail(spec, f"line {n}: {'source' if not s else 'target'} is empty but its pair is not",
+                 "source" if not s else "target")
+        x.append(s)
+        y.append(t)
+    return Arrays(x, y, "pairs")
+
+
+def sort_letters(src, spec) -> Arrays:
+    """Distinct random words (seeded) and their letters sorted."""
+    _pairs_only(spec)
+    letters = list(src.alphabet)
+    possible = sum(len(letters) ** n for n in range(src.min_length, src.max_length + 1))
+    if src.samples > possible // 2:
+        fail(spec, f"only {possible:,} distinct words exist with {len(letters)} letters and lengths "
+                   f"{src.min_length}-{src.max_length}; ask for at most {possible // 2:,} samples", "samples")
+    rng = np.random.default_rng(spec.seed)
+    seen, words = set(), []
+    while len(words) < src.samples:
+        n = int(rng.integers(src.min_length, src.max_length + 1))
+        w = "".join(rng.choice(letters, n))
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    order = {c: i for i, c in enumerate(letters)}  # sorted by the alphabet as written
+    return Arrays([list(w) for w in words], [sorted(w, key=order.get) for w in words], "pairs")
+
+
+SOURCES = {"text": text_source, "text_csv": text_csv, "tsv": tsv, "parallel": parallel,
+           "sort_letters": sort_letters}
+
+
+def _loaded_context(spec) -> dict:
+    arrays = SOURCES[spec.data.source.type](spec.data.source, spec)
+    return vocab_context(arrays.vocab)
+
+
+def _pairs_context(spec) -> dict:
+    from .seq2seq import context
+    return context(spec)
+
+
+# data.context: vocabulary sizes for compiling, read from the data
+CONTEXTS = {"text": _loaded_context, "text_csv": _loaded_context, "tsv": _pairs_context,
+            "parallel": _pairs_context, "sort_letters": _pairs_context}
+
+
+# --- classifier inputs for `netspec predict`: one text per line ---
+def read_lines(path) -> list[str]:
+    if path is None or path == "-":
+        return sys.stdin.read().splitlines()
+    p = Path(path)
+    if not p.exists():
+        raise RunError(f"no such file: {path}")
+    try:
+        return p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise RunError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def classifier_inputs(spec, info: dict, path):
+    """Lines of text -> padded token ids with the checkpoint's vocabulary."""
+    import torch
+    src = spec.data.source
+    T = spec.model.input_shape[0]
+    index = {t: i for i, t in enumerate(info["vocab"])}
+    lines = read_lines(path)
+    seqs = [tokenize(line, src.tokenizer, src.lowercase) for line in lines]
+    over = [i + 1 for i, s in enumerate(seqs) if len(s) > T]
+    if over and src.too_long == "error":
+        raise RunError(f"{len(over)} input lines are longer than {T} tokens (the first: line {over[0]}); "
+                       "the spec says too_long: error")
+    if over:
+        _warn(f"{len(over)} input lines cut to {T} tokens")
+    x = torch.zeros(len(seqs), T, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        x[i, :min(len(s), T)] = torch.tensor(encode(s[:T], index), dtype=torch.long)
+    return x
+
+
+# --- language models: sampling ---
+def _start(vocab: list[str], prime: list[str], rng) -> tuple[list[str], bool]:
+    """The tokens to start from; without a prime, a line break (or a space) as if a new
+    paragraph began, which is not printed."""
+    if prime:
+        return prime, True
+    for t in ("\n", " ", "."):
+        if t in vocab:
+            return [t], False
+    return [vocab[int(rng.integers(len(vocab)))]], False
+
+
+def generate(model, start: list[int], n: int, length: int, temperature: float, window: int, generator):
+    """n continuations of `start`, each `length` tokens, sampled from softmax(logits / T).
+
+    Each step reads the last `window` tokens (the training length): exactly the kind of
+    input the model was trained on, from a zero state."""
+    import torch
+    x = torch.tensor([start] * n, dtype=torch.long)
+    for _ in range(length):
+        out = model(x[:, -window:])
+        if out.dim() != 3:
+            raise RunError(f"this network outputs {list(out.shape[1:])} per sample; a language model outputs "
+                           "[time, vocabulary] (a linear: vocab layer over a sequence)")
+        probs = torch.softmax(out[:, -1].float() / temperature, -1)
+        x = torch.cat([x, torch.multinomial(probs, 1, generator=generator)], 1)
+    return x[:, len(start):].tolist()
+
+
+def sample_texts(spec, model, vocab, n=1, temperature=1.0, prime="", length=200, seed=0) -> list[str]:
+    import torch
+    src = spec.data.source
+    rng = np.random.default_rng(seed)
+    primed = tokenize(prime, src.tokenizer, src.lowercase) if prime else []
+    unknown = sorted({t for t in primed if t not in vocab})
+    if unknown:
+        raise RunError(f"the prime has tokens the model never saw: {', '.join(map(repr, unknown[:10]))}")
+    start, shown = _start(vocab, primed, rng)
+    index = {t: i for i, t in enumerate(vocab)}
+    g = torch.Generator().manual_seed(seed)
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        out = generate(model, [index[t] for t in start], n, length, temperature, spec.model.input_shape[0], g)
+    model.train(was)
+    head = detokenize(start, src.tokenizer) + ("" if src.tokenizer == "char" else " ") if shown else ""
+    return [head + detokenize([vocab[i] for i in ids], src.tokenizer) for ids in out]
+
+
+def sample(spec, state, run_dir, n=1, out=None, temperature=1.0, prime="", length=200, label=None, seed=0):
+    """`netspec sample` for a language model: print (or write to `out`) n samples."""
+    from .train import restore
+    if spec.data is None or spec.data.source.type != "text":
+        raise SpecError([spec.problem(("data", "source"), "'netspec sample' generates text from a language "
+                                                          "model (trained on a 'text' source); this run is not one")])
+    if label is not None:
+        raise RunError("--label is for conditional GANs; a language model takes --prime")
+    model, info = restore(spec, state)
+    texts = sample_texts(spec, model, info["vocab"], n, temperature, prime, length, seed)
+    body = texts[0] if n == 1 else "\n".join(f"--- sample {i + 1} ---\n{t}" for i, t in enumerate(texts))
+    if out:
+        Path(out).write_text(body + "\n", encoding="utf-8")
+        print(f"wrote {n} sample{'s' if n > 1 else ''} to {out}")
+    else:
+        print(body)
+    return texts
+
+
+def as_markdown(text: str) -> str:
+    """TensorBoard renders text as markdown: indent it so it shows as written."""
+    return "    " + text.replace("\n", "\n    ")
+
+
+def log_sample(tb, model, spec, vocab, step, length=200) -> None:
+    """One sample per epoch in TensorBoard's Text tab (a fixed seed: epochs compare)."""
+    text = sample_texts(spec, model, vocab, 1, 1.0, "", length, seed=0)[0]
+    tb.add_text("samples", as_markdown(text), step)
+
+
+# --- BLEU ---
+def bleu(hypotheses: list[list[str]], references: list[list[str]], max_n: int = 4) -> float:
+    """Corpus BLEU (Papineni et al. 2002), 0-100: clipped n-gram precisions for n = 1..4
+    summed over the corpus, their geometric mean, times the brevity penalty
+    exp(1 - r/c) when the hypotheses are shorter (c) than the references (r). One
+    reference per sentence; no smoothing, so a corpus without any matching 4-gram scores 0."""
+    matched, total = [0] * max_n, [0] * max_n
+    hyp_len = ref_len = 0
+    for h, r in zip(hypotheses, references):
+        hyp_len, ref_len = hyp_len + len(h), ref_len + len(r)
+        for n in range(1, max_n + 1):
+            hc = Counter(tuple(h[i:i + n]) for i in range(len(h) - n + 1))
+            rc = Counter(tuple(r[i:i + n]) for i in range(len(r) - n + 1))
+            matched[n - 1] += sum(min(c, rc[g]) for g, c in hc.items())
+            total[n - 1] += max(len(h) - n + 1, 0)
+    if hyp_len == 0 or min(matched) == 0:
+        return 0.0
+    log_precision = sum(math.log(m / t) for m, t in zip(matched, total)) / max_n
+    brevity = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+    return 100 * brevity * math.exp(log_precision)
