@@ -93,12 +93,16 @@ def schema():
               help="Where sweep trials run: local processes, or a Ray cluster (RAY_ADDRESS or a local one).")
 @click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
               help="Data-parallel processes for one run (DistributedDataParallel).")
+@click.option("--overwrite", is_flag=True, help="Delete an earlier run in OUT/<name>/ and start afresh "
+                                                "(without it, an existing run folder is refused).")
 @click.option("--dry-run", is_flag=True, help="Validate and list what would run, then stop.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handled
-def train(spec_file, overrides, out, resume, workers, executor, nproc, dry_run, quiet):
+def train(spec_file, overrides, out, resume, overwrite, workers, executor, nproc, dry_run, quiet):
     """Train SPEC; write TensorBoard logs, checkpoints, spec.yaml and metrics.json
     into OUT/<name>/ (a sweep: one folder per trial plus results.csv)."""
+    if resume and overwrite:
+        raise click.UsageError("--resume continues a run and --overwrite deletes it: pick one")
     from . import spec as S
     spec = S.load(spec_file, overrides)
     if spec.sweep is not None:
@@ -118,7 +122,7 @@ def train(spec_file, overrides, out, resume, workers, executor, nproc, dry_run, 
         launch(spec_file, overrides, out=out, nproc=nproc, resume=resume)
         return
     from .runs import run
-    run(spec, out=out, resume=resume, progress=not quiet)
+    run(spec, out=out, resume=resume, overwrite=overwrite, progress=not quiet)
 
 
 @main.command()

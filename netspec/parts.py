@@ -57,15 +57,24 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-            "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64))}
+    """Every global RNG, as tensors and ints (what a weights_only checkpoint can hold)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    s = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+         "numpy": torch.from_numpy(keys.astype(np.int64)), "numpy_pos": int(pos),
+         "numpy_gauss": [int(has_gauss), float(gauss)]}
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state_all()
+    return s
 
 
 def set_rng_state(s: dict) -> None:
     torch.set_rng_state(s["torch"])
     random.setstate((3, tuple(s["python"]), None))
-    st = np.random.get_state()
-    np.random.set_state((st[0], s["numpy"].numpy().astype(np.uint32), 624, 0, 0.0))
+    has_gauss, gauss = s.get("numpy_gauss", (0, 0.0))
+    np.random.set_state(("MT19937", s["numpy"].numpy().astype(np.uint32), s.get("numpy_pos", 624),
+                         int(has_gauss), gauss))
+    if s.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
 
 
 # --- optimizers and schedulers ---
@@ -148,9 +157,58 @@ def clip(train, params) -> None:
         torch.nn.utils.clip_grad_value_(params, train.clip_grad_value)
 
 
-def writer(folder):
+def writer(folder, purge_step: int | None = None):
+    """The run's TensorBoard writer. With `purge_step` (a resume), TensorBoard drops the events
+    an earlier, killed process wrote at that step or later."""
     from torch.utils.tensorboard import SummaryWriter
-    return SummaryWriter(str(folder), flush_secs=10)
+    return SummaryWriter(str(folder), purge_step=purge_step, flush_secs=10)
+
+
+# --- TensorBoard extras (verbosity >= 1) ---
+def grad_norm(model) -> float:
+    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else 0.0
+
+
+def log_graph(tb, model, example):
+    model.eval()
+    try:
+        tb.add_graph(model, example)
+    except Exception as e:  # tracing is best effort: a graph must never stop a run
+        print(f"warning: the model graph could not be traced for TensorBoard ({str(e).splitlines()[0][:120]})",
+              file=sys.stderr)
+    model.train()
+
+
+@torch.no_grad()
+def histograms(tb, model, step, sample=None):
+    """Weights and gradients; with a sample (verbosity 3) also every leaf layer's output on it.
+    The activation hooks live only for this one pass, so training steps never pay for them."""
+    for name, p in model.named_parameters():
+        tb.add_histogram(f"weights/{name}", p.detach().float().cpu(), step)
+        if p.grad is not None:
+            tb.add_histogram(f"grads/{name}", p.grad.detach().float().cpu(), step)
+    if sample is None:
+        return
+    acts = {}
+
+    def keep(name):
+        def hook(_module, _inputs, out):
+            if isinstance(out, torch.Tensor):
+                acts[name] = out
+        return hook
+    handles = [m.register_forward_hook(keep(name)) for name, m in model.named_modules()
+               if name and not list(m.children())]
+    was = model.training
+    model.eval()
+    try:
+        model(sample)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    for name, a in acts.items():
+        tb.add_histogram(f"activations/{name}", a.float().cpu(), step)
 
 
 # --- progress display ---

@@ -47,10 +47,12 @@ def prepare(spec, out: str | Path, resume: bool = False, overwrite: bool = False
         old = folder / "spec.yaml"
         if old.exists():
             _check_same_run(spec, old, folder)
-    elif folder.exists() and any(folder.iterdir()):
+    elif folder.exists() and any(p.name != "spec.yaml" for p in folder.iterdir()):
+        # (a folder holding only spec.yaml is a run that failed before training: reused)
         if not overwrite:
-            raise SpecError([Problem("", f"{folder} already holds a run: continue it with --resume, or "
-                                         "pick another --out or name (--set name=...)", str(folder))])
+            raise SpecError([Problem("--out", "this folder already holds a run: continue it with --resume, "
+                                              "replace it with --overwrite, or pick another --out or name "
+                                              "(--set name=...)", str(folder))])
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "spec.yaml", dump(written(spec)))
@@ -99,6 +101,19 @@ def save_checkpoint(path: Path, state: dict) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def link_checkpoint(src: Path, dst: Path) -> None:
+    """Make `dst` hold the same checkpoint as `src` without serialising it again (a hard link,
+    swapped in atomically; replacing either file later leaves the other as it was)."""
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
+import types
 from pathlib import Path
 
 import torch
@@ -16,8 +18,8 @@ from torch import nn
 from . import data as D
 from . import parts
 from .compile import compile_spec, materialize
-from .errors import RunError, SpecError
-from .runs import load_checkpoint, save_checkpoint, write_metrics
+from .errors import Problem, RunError, SpecError
+from .runs import link_checkpoint, load_checkpoint, save_checkpoint, write_metrics
 
 LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "nll": nn.NLLLoss, "bce": nn.BCELoss,
           "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss, "l1": nn.L1Loss,
@@ -106,8 +108,11 @@ class Metrics:
                 else:
                     k = min(m.k, out.shape[-1])
                     hit = (out.topk(k, -1).indices == labels.unsqueeze(-1)).any(-1)
-                mask = labels != getattr(self.obj.fn, "ignore_index", -100)
-                self._add(m.type, (hit & mask).sum(), int(mask.sum()) if self.obj.sequence else hit.numel())
+                if self.obj.sequence:  # padded positions (ignore_index) are not predictions
+                    mask = labels != getattr(self.obj.fn, "ignore_index", -100)
+                    self._add(m.type, (hit & mask).sum(), int(mask.sum()))
+                else:
+                    self._add(m.type, hit.sum(), hit.numel())
             elif m.type in ("mae", "mse"):
                 d = out - y.float().reshape(out.shape)
                 self._add(m.type, (d.abs() if m.type == "mae" else d * d).sum(), d.numel())
@@ -120,6 +125,16 @@ class Metrics:
             elif m.type in self.sums:
                 res[f"{prefix}/{m.type}"] = float(self.sums[m.type]) / max(self.counts[m.type], 1)
         return res
+
+
+def require(spec) -> None:
+    """The sections `netspec build` can do without but training cannot: all missing ones at once."""
+    missing = [(k, ex) for k, ex in (("data", "data: {source: digits, validation_split: 0.1}"),
+                                     ("loss", "loss: cross_entropy"),
+                                     ("optimizer", "optimizer: {adam: {lr: 0.001}}"))
+               if getattr(spec, k, None) is None]
+    if missing:
+        raise SpecError([spec.problem((k,), f"'{k}' is required to train: e.g. '{ex}'") for k, ex in missing])
 
 
 def produced_tags(spec) -> list[str]:
@@ -194,9 +209,11 @@ def _prepared(data: D.Dataset, objective: Objective, device) -> dict:
 def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=None) -> dict:
     """Train `spec` into `folder`; returns the final metrics (also in metrics.json).
 
-    `dist` (rank, world_size) shards each epoch's batches across DDP processes; rank 0 logs."""
+    `dist` (rank, world_size): DistributedDataParallel, each rank taking its share of every
+    (global) batch; rank 0 logs and checkpoints, and its train/ metrics cover its share."""
     t_start = time.perf_counter()
     tr = spec.train
+    require(spec)
     parts.set_threads(tr)
     parts.seed_everything(spec.seed)
     monitor_tag = check_monitor(spec)
@@ -209,7 +226,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model)
-    opt = parts.optimizer(spec.optimizer or _default_opt(spec), model.parameters())
+    opt = parts.optimizer(spec.optimizer, model.parameters())
     mon = parts.Monitor(monitor_tag, tr.mode)
     es = tr.early_stopping
     stopper = parts.Monitor(es.monitor or monitor_tag, tr.mode, es.patience, es.min_delta) if es else None
@@ -222,8 +239,12 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
     ckpt_dir = folder / "checkpoints"
     if resume:
         state = load_checkpoint(ckpt_dir / "last.pt")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise RunError(f"{ckpt_dir / 'last.pt'} does not fit this run's network or optimizer: "
+                           f"{str(e).splitlines()[0][:200]}") from None
         if sched is not None and state.get("scheduler"):
             sched.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
@@ -233,34 +254,32 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
             stopper.load(state["stopper"])
         parts.set_rng_state(state["rng"])
         start_epoch, step = state["epoch"] + 1, state["step"]
-        if stopper and stopper.stop:
-            start_epoch = tr.epochs + 1
-    tb = parts.writer(folder) if main else None
-    if tb is not None and resume:
-        tb.close()  # reopen so events after the checkpoint (from the killed run) are dropped
-        from torch.utils.tensorboard import SummaryWriter
-        tb = SummaryWriter(str(folder), purge_step=step + 1, flush_secs=10)
+    last_epoch = tr.epochs
+    if stopper is not None and stopper.stop:  # resuming a run that had already stopped early
+        last_epoch = start_epoch - 1
+    # resuming drops the killed run's events after the checkpoint, so no step is logged twice
+    tb = parts.writer(folder, purge_step=step + 1 if resume else None) if main else None
     if tb is not None and tr.tensorboard.graph and not resume:
-        _log_graph(tb, model, x[:2])
-    names = tr.metrics
+        parts.log_graph(tb, model, x[:2])
+    names, verbosity = tr.metrics, tr.tensorboard.verbosity
     train_m = Metrics(names, objective)
-    steps_per_epoch = math.ceil(n / tr.batch_size / world)
+    same_labels = labels is y  # index targets: the labels are the targets, no second gather
+    clipping = bool(tr.clip_grad_norm or tr.clip_grad_value)
+    steps_per_epoch = math.ceil(n / tr.batch_size)
     bar = parts.Progress(tr.epochs, steps_per_epoch, progress and main)
-    hooks = _activation_hooks(model) if tr.tensorboard.verbosity >= 3 and main else None
     metrics: dict = {}
     epoch = start_epoch - 1
-    for epoch in range(start_epoch, tr.epochs + 1):
+    for epoch in range(start_epoch, last_epoch + 1):
         net.train()
         train_m.reset()
         bar.start_epoch(epoch)
         # the data order of an epoch depends on (seed, epoch) only, so a resumed run sees the same
         g = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
         order = torch.randperm(n, generator=g).to(device) if tr.shuffle else torch.arange(n, device=device)
-        if world > 1:
-            per = math.ceil(n / world)  # equal shard sizes keep DDP's collectives in step
-            order = order.repeat(2)[rank * per:(rank + 1) * per]
         log_loss, log_n = 0.0, 0
-        for i, idx in enumerate(batches(len(order), tr.batch_size, order), 1):
+        for i, idx in enumerate(batches(n, tr.batch_size, order), 1):
+            if world > 1:  # batch_size is the global batch: each rank takes every world-th sample
+                idx = idx[rank::world] if len(idx) > rank else idx[:1]  # same step count on all ranks
             xb, yb = x[idx], y[idx]
             with cast:
                 out = net(xb)
@@ -268,10 +287,11 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
-                scaler.unscale_(opt)
+                scaler.unscale_(opt)  # clipping must see the true gradients
             else:
                 loss.backward()
-            parts.clip(tr, model.parameters())
+            if clipping:
+                parts.clip(tr, model.parameters())
             if scaler is not None:
                 scaler.step(opt)
                 scaler.update()
@@ -280,51 +300,58 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
             step += 1
             lv = loss.item()
             parts.check_finite(lv, step, folder)
-            train_m.add(out.detach(), yb, labels[idx] if labels is not None else None, lv)
+            train_m.add(out.detach(), yb, yb if same_labels else labels[idx] if labels is not None else None, lv)
             log_loss, log_n = log_loss + lv, log_n + 1
             if tb is not None and step % tr.log_every == 0:
-                tb.add_scalar("train/loss", log_loss / log_n, step)
-                if tr.tensorboard.verbosity >= 1:
-                    tb.add_scalar("train/grad_norm", _grad_norm(model), step)
+                _log_step(tb, model, log_loss / log_n, step, verbosity)
                 log_loss, log_n = 0.0, 0
             bar.step(i, lv, len(idx))
+        if tb is not None and log_n:  # the epoch's last steps, so every step is in the curve
+            _log_step(tb, model, log_loss / log_n, step, verbosity)
         metrics = train_m.result("train")
-        for split in ("val",) if "val" in splits else ():
-            vx, vy, vl = splits[split]
-            metrics.update(evaluate_split(model, objective, names, vx, vy, vl, tr.batch_size, device).result(split))
+        if "val" in splits:
+            vx, vy, vl = splits["val"]
+            metrics.update(evaluate_split(model, objective, names, vx, vy, vl, tr.batch_size, device).result("val"))
         best = mon.update(metrics, epoch)
         if stopper is not None:
             stopper.update(metrics, epoch)
+        lr = opt.param_groups[0]["lr"]  # the rate this epoch trained with
         parts.step_scheduler(sched, metrics.get(mon.name))
         if tb is not None:
             for k, v in metrics.items():
-                if k != "train/loss" or step < tr.log_every:
+                if k != "train/loss":  # train/loss is the per-step curve above
                     tb.add_scalar(k, v, step)
-            tb.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
-            if tr.tensorboard.verbosity >= 2 and epoch % tr.tensorboard.histogram_every == 0:
-                _histograms(tb, model, step, hooks, splits.get("val", splits["train"])[0][:256])
+            tb.add_scalar("epoch", epoch, step)
+            if verbosity >= 1:
+                tb.add_scalar("train/lr", lr, step)
+            if verbosity >= 2 and epoch % tr.tensorboard.histogram_every == 0:
+                parts.histograms(tb, model, step, splits.get("val", splits["train"])[0][:256] if verbosity >= 3 else None)
         if tb is not None and data.task == "tokens":  # a language model: show what it writes
             from .text import log_sample
             log_sample(tb, model, spec, data.vocab, step)
         stopping = stopper is not None and stopper.stop
-        if main and (epoch % tr.checkpoint_every == 0 or epoch == tr.epochs or stopping or best):
+        save_last = epoch % tr.checkpoint_every == 0 or epoch == tr.epochs or stopping
+        if main and (save_last or best):
+            if tb is not None:
+                tb.flush()  # every event up to this step is on disk before a checkpoint says so
             state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
                      "scheduler": sched.state_dict() if sched is not None else None,
                      "scaler": scaler.state_dict() if scaler is not None else None,
                      "monitor": mon.state(), "stopper": stopper.state() if stopper else None,
                      "rng": parts.rng_state(), "epoch": epoch, "step": step, "data": data.info(),
                      "metrics": metrics}
-            if epoch % tr.checkpoint_every == 0 or epoch == tr.epochs or stopping:
-                save_checkpoint(ckpt_dir / "last.pt", state)
-            if best:
-                save_checkpoint(ckpt_dir / "best.pt", state)
+            # best before last: a kill between the two leaves a last.pt whose monitor state
+            # matches best.pt (a resume redoes the epoch and writes the same best again)
+            save_checkpoint(ckpt_dir / "best.pt" if best else ckpt_dir / "last.pt", state)
+            if best and save_last:
+                link_checkpoint(ckpt_dir / "best.pt", ckpt_dir / "last.pt")
         bar.end_epoch(metrics, "  *" if best else "")
         if stopping:
             if main and progress:
                 print(f"early stopping: {stopper.name} has not improved for {stopper.patience} epochs "
-                      f"(best {stopper.best:.4f} at epoch {stopper.best_epoch})")
+                      f"(best {stopper.best:.4f} at epoch {stopper.best_epoch})", file=sys.stderr)
             break
-    if resume and not metrics:  # nothing left to train: report the checkpoint's metrics
+    if not metrics:  # resumed a finished run: nothing left to train, report the checkpoint's metrics
         metrics = dict(load_checkpoint(ckpt_dir / "last.pt").get("metrics") or {})
     if "test" in splits and main:
         best_file = ckpt_dir / "best.pt"
@@ -348,52 +375,18 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
     return metrics
 
 
-def _default_opt(spec):
-    raise SpecError([spec.problem((), "'optimizer' is required to train: e.g. 'optimizer: {adam: {lr: 0.001}}'")])
+def _log_step(tb, model, loss: float, step: int, verbosity: int) -> None:
+    tb.add_scalar("train/loss", loss, step)
+    if verbosity >= 1:
+        tb.add_scalar("train/grad_norm", parts.grad_norm(model), step)
 
 
-def _grad_norm(model) -> float:
-    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
-    return float(torch.stack(norms).norm()) if norms else 0.0
+# gan.py imports these three from here
+_grad_norm, _log_graph = parts.grad_norm, parts.log_graph
 
 
-def _log_graph(tb, model, example):
-    model.eval()
-    try:
-        tb.add_graph(model, example)
-    except Exception as e:  # tracing is best effort: a graph must never stop a run
-        print(f"warning: the model graph could not be traced for TensorBoard ({str(e).splitlines()[0][:120]})")
-    model.train()
-
-
-def _activation_hooks(model):
-    acts = {}
-
-    def keep(name):
-        def hook(_, __, out):
-            if isinstance(out, torch.Tensor):
-                acts[name] = out.detach()
-        return hook
-    for name, m in model.named_modules():
-        if name and not list(m.children()):
-            m.register_forward_hook(keep(name))
-    return acts
-
-
-@torch.no_grad()
-def _histograms(tb, model, step, acts, sample):
-    for name, p in model.named_parameters():
-        tb.add_histogram(f"weights/{name}", p.detach().float().cpu(), step)
-        if p.grad is not None:
-            tb.add_histogram(f"grads/{name}", p.grad.detach().float().cpu(), step)
-    if acts is not None:
-        was = model.training
-        model.eval()
-        acts.clear()
-        model(sample)
-        for name, a in acts.items():
-            tb.add_histogram(f"activations/{name}", a.float().cpu(), step)
-        model.train(was)
+def _histograms(tb, model, step, _hooks=None, sample=None):
+    parts.histograms(tb, model, step, sample)
 
 
 # --- using a trained run ---
@@ -412,7 +405,7 @@ def restore(spec, state) -> tuple[nn.Module, dict]:
 def evaluate(spec, state, split="test") -> dict:
     model, info = restore(spec, state)
     D.use_vocab(spec, info.get("vocab"))  # text data: token ids as the model learned them
-    data = D.load(spec)
+    data = D.load(spec, stats=info.get("stats"))  # normalised as the model was trained
     compiled, objective = setup(spec, data)
     if split not in data.splits:
         raise SpecError([spec.problem(("data",), f"the data has no '{split}' split (set data.{split}_split)"
@@ -422,25 +415,73 @@ def evaluate(spec, state, split="test") -> dict:
                           torch.device("cpu")).result(split)
 
 
-def read_inputs(path) -> torch.Tensor:
+def _inputs_error(path, message):
+    from .errors import Problem
+    return SpecError([Problem("inputs", message, str(path))])
+
+
+def read_inputs(path, spec=None) -> torch.Tensor:
+    """Features to predict on: .npz (the run's x key, or 'x', or its only array), .npy, or
+    .csv with a header (a run trained on a CSV picks its feature columns by name, so the
+    training file itself works)."""
     import numpy as np
     if path is None:
-        raise RunError("name the inputs to predict: a .npz (key x), .npy or .csv file")
+        raise SpecError([Problem("inputs", "name the inputs to predict: a .npz (key x), .npy or .csv file",
+                                 "netspec predict")])
     p = Path(path)
-    if not p.exists():
-        raise RunError(f"no such file: {path}")
-    if p.suffix == ".npz":
-        f = np.load(p, allow_pickle=False)
-        if "x" not in f.files:
-            raise RunError(f"{path} has no array 'x' (it holds {', '.join(f.files)})")
-        arr = f["x"]
-    elif p.suffix == ".npy":
-        arr = np.load(p, allow_pickle=False)
-    elif p.suffix == ".csv":
-        arr = np.loadtxt(p, delimiter=",", ndmin=2, skiprows=1, dtype=np.float32)
-    else:
-        raise RunError(f"{path}: predict reads .npz, .npy or .csv files")
-    return torch.as_tensor(arr, dtype=torch.float32)
+    if not p.is_file():
+        raise _inputs_error(path, "no such file")
+    src = spec.data.source if spec is not None and spec.data is not None else None
+    try:
+        if p.suffix == ".npz":
+            f = np.load(p, allow_pickle=False)
+            key = src.x if src is not None and src.type == "npz" else "x"
+            if key not in f.files and len(f.files) != 1:
+                raise _inputs_error(path, f"no array '{key}' in it (it holds {', '.join(f.files) or 'nothing'})")
+            arr = f[key if key in f.files else f.files[0]]
+        elif p.suffix == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        elif p.suffix == ".csv":
+            arr = _csv_features(p, src)
+        else:
+            raise _inputs_error(path, "predict reads .npz, .npy or .csv files")
+        return torch.as_tensor(np.asarray(arr, dtype=np.float32))
+    except (ValueError, OSError, IndexError) as e:
+        raise _inputs_error(path, f"not readable as numeric {p.suffix} data: {str(e).splitlines()[0][:200]}") from None
+
+
+def _csv_features(p: Path, src):
+    import csv
+    import numpy as np
+    delimiter = src.delimiter if src is not None and src.type == "csv" else ","
+    with open(p, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.reader(f, delimiter=delimiter) if r]
+    if not rows:
+        raise _inputs_error(p, "empty file")
+    header, rows = rows[0], rows[1:]
+    cols = list(range(len(header)))
+    if src is not None and src.type == "csv":  # the run's feature columns, by name
+        names = src.features or [h for h in header if h != src.target]
+        missing = [n for n in names if n not in header]
+        if missing:
+            raise _inputs_error(p, f"no column {', '.join(map(repr, missing))} (the run was trained on "
+                                   f"{', '.join(names)})")
+        cols = [header.index(n) for n in names]
+    return np.array([[float(r[c]) for c in cols] for r in rows], dtype=np.float32).reshape(len(rows), len(cols))
+
+
+def _scores(spec, out: torch.Tensor) -> tuple[str, torch.Tensor]:
+    """What the outputs mean for a user: probabilities where the loss says how to get them."""
+    kind = spec.loss.type if spec.loss is not None else None
+    if kind == "cross_entropy":
+        return "probabilities", out.softmax(-1)
+    if kind == "nll":
+        return "probabilities", out.exp()
+    if kind == "bce_with_logits":
+        return "probabilities", out.sigmoid()
+    if kind == "bce":
+        return "probabilities", out
+    return "scores", out
 
 
 @torch.no_grad()
@@ -452,24 +493,30 @@ def predict(spec, state, inputs, output="-"):
         from .text import classifier_inputs
         x = classifier_inputs(spec, info, inputs)  # one text per line (stdin without a file)
     else:
-        x = read_inputs(inputs)
+        x = read_inputs(inputs, spec)
     want = tuple(spec.model.input_shape)
     if tuple(x.shape[1:]) != want:
-        if x[0].numel() == math.prod(want):
-            x = x.reshape(len(x), *want)
+        if x.dim() >= 1 and len(x) and x[0].numel() == math.prod(want):
+            x = x.reshape(len(x), *want)  # e.g. flat rows of an image's pixels
         else:
-            raise RunError(f"inputs have shape {list(x.shape[1:])} per sample; the model reads {list(want)}")
+            raise _inputs_error(inputs, f"the samples have shape {list(x.shape[1:])}; the model reads "
+                                        f"{list(want)} (model.input_shape)")
     stats = info.get("stats") or {}
     if stats:
         x = (x - stats["shift"]) / stats["scale"]
     out = torch.cat([model(x[i:i + 1024]) for i in range(0, len(x), 1024)])
     rows = []
     classes = info.get("classes")
-    for o in out:
-        if info.get("task") == "classification" and o.shape[-1] > 1:
-            k = int(o.argmax())
-            rows.append({"class": classes[k] if classes else k, "scores": [round(float(v), 6) for v in o]})
-        else:
+    if info.get("task") == "classification":
+        what, scores = _scores(spec, out.float())
+        for o in scores:
+            if o.shape[-1] > 1:
+                k = int(o.argmax())
+            else:  # one output: a binary classifier
+                k = int(float(o[0]) > (0.5 if what == "probabilities" else 0.0))
+            rows.append({"class": classes[k] if classes else k, what: [round(float(v), 6) for v in o]})
+    else:
+        for o in out:
             rows.append({"value": [round(float(v), 6) for v in o.flatten()]})
     text = "\n".join(json.dumps(r) for r in rows) + "\n"
     if output == "-":
@@ -482,3 +529,15 @@ def sample(spec, state, run_dir, **kw):
     """`netspec sample` for a language model (a network trained on a text source)."""
     from .text import sample as sample_text
     return sample_text(spec, state, run_dir, **kw)
+
+
+class _CallableModule(types.ModuleType):
+    """Importing this module sets the package attribute `netspec.train`, which is also the
+    documented function `netspec.train(spec, out=...)`: the module answers that call too."""
+
+    def __call__(self, spec, out="runs", **kw):
+        from .runs import run
+        return run(spec, out=out, **kw)
+
+
+sys.modules[__name__].__class__ = _CallableModule

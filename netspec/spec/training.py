@@ -191,12 +191,14 @@ class Digits(Component):
 
 
 class Npz(Component):
-    """Arrays from a .npz file: features under key `x`, targets under key `y`."""
+    """Arrays from a .npz file: features under key `x`, targets under key `y`. Integer or
+    string targets (or one-hot rows) are class labels, floats are values (regression)."""
     type: Literal["npz"] = "npz"
     first = "path"
     path: str
     x: str = "x"
     y: str = "y"
+    task: Literal["auto", "classification", "regression"] = "auto"
 
 
 class Csv(Component):
