@@ -625,12 +625,18 @@ def compile_network_kind(spec, ctx: dict) -> dict[str, Compiled]:
     return {"model": c}
 
 
+def compile_gan_kind(spec, ctx: dict) -> dict[str, Compiled]:
+    from .gan import compile_gan  # the GAN's shape rules live beside its loop
+    return compile_gan(spec, ctx)
+
+
 def compile_seq2seq_kind(spec, ctx: dict) -> dict[str, Compiled]:
     from .seq2seq import compile_seq2seq  # encoder/decoder wiring lives beside its loop
     return compile_seq2seq(spec, ctx)
 
 
-KIND_COMPILERS = {"network": compile_network_kind, "seq2seq": compile_seq2seq_kind}
+KIND_COMPILERS = {"network": compile_network_kind, "gan": compile_gan_kind,
+                  "seq2seq": compile_seq2seq_kind}
 
 
 def compile_spec(spec, **ctx) -> dict[str, Compiled]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
@@ -15,7 +15,9 @@ from .layers import *  # noqa: F401,F403
 from .root import KINDS, BaseSpec, NetworkSpec
 from .training import *  # noqa: F401,F403
 from .seq2seq import Seq2SeqSpec  # noqa: I001 (after root and training: it builds on both)
+from .gan import GanSpec  # noqa: I001 (likewise)
 
+KINDS["gan"] = GanSpec
 KINDS["seq2seq"] = Seq2SeqSpec
 
 __all__ = ["load", "validate", "Spec", "BaseSpec", "NetworkSpec", "KINDS", "apply_set",
@@ -100,6 +102,8 @@ def _sections() -> dict[str, type]:
     for cls in KINDS.values():
         for name, f in cls.model_fields.items():
             ann = f.annotation
+            opts = [a for a in get_args(ann) if a is not type(None)]
+            ann = opts[0] if len(opts) == 1 else ann  # X | None -> X
             if isinstance(ann, type) and issubclass(ann, Strict) and name not in out:
                 out[name] = ann
     return out

@@ -1,0 +1,680 @@
+"""The GAN loop: a generator G turns noise z into samples, a discriminator D scores real
+against generated samples, and the two are updated in turn.
+
+    for epoch: shuffle (seeded per epoch) -> for each batch of real x:
+        z ~ noise; fake = G(z)
+        D step: d_loss = loss(D(x), real target) + loss(D(fake), 0)   (G untouched)
+        every d_steps D steps, G step: g_loss pushes D(G(z)) toward "real"   (D frozen)
+    -> render a fixed noise batch (TensorBoard image + PNG) -> score samples with a small
+       classifier of the real data (quality/*) -> checkpoint both networks and optimizers
+
+A conditional GAN feeds the one-hot class label to both networks: appended to z, and
+to the discriminator's input as extra channels (or extra features for flat data).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import struct
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import data as D
+from . import parts
+from .compile import check_size, compile_network, compile_spec, materialize
+from .errors import Problem, RunError, SpecError, suggest
+from .spec import layers as L
+from .runs import load_checkpoint, save_checkpoint, write_metrics
+
+BOUNDED = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}  # generator output ranges the data is scaled to
+EVAL_SAMPLES = 1000  # generated samples scored by the quality classifier each epoch
+COLLAPSE_EPOCHS = 3  # epochs of a discriminator at its loss floor before warning
+TAGS = ["train/d_loss", "train/g_loss", "train/d_real", "train/d_fake"]
+QUALITY = ["quality/score", "quality/confidence", "quality/classes", "quality/label_accuracy"]
+
+
+# --- shapes: both networks, checked against each other and the data at their lines ---
+KEEP_SHAPE = {c.tag() for c in L.ACTIVATIONS} | {"batch_norm", "layer_norm", "dropout", "dropout2d"}
+
+
+def _last(network, name: str, shaping: bool = False) -> tuple:
+    """Path of a network's last layer (shaping: the last one that can change the shape)."""
+    i = len(network.layers) - 1
+    while shaping and i > 0 and network.layers[i].type in KEEP_SHAPE:
+        i -= 1
+    return (name, "layers", i, network.layers[i].type)
+
+
+def compile_gan(spec, ctx: dict) -> dict:
+    """Generator (input: latent [+ one-hot label]) and discriminator (input: a sample
+    [+ label channels]) on the meta device. ctx may carry the data's sample shape and
+    class count (at train time), checked here so a mismatch names its line."""
+    problems: list[Problem] = []
+    g = spec.gan
+    if g.conditional and g.classes is None:
+        problems.append(spec.problem(("gan", "conditional"), "conditional: true needs 'classes: N' beside "
+                                                             "it, the number of class labels (10 for digits)"))
+    elif not g.conditional and g.classes is not None:
+        problems.append(spec.problem(("gan", "classes"), "'classes' is read only by a conditional GAN: add "
+                                                         "'conditional: true' or remove it"))
+    extra = (g.classes or 0) if g.conditional else 0
+    gen_net, disc_net = spec.generator, spec.discriminator
+    if gen_net.input_shape is not None:
+        problems.append(spec.problem(("generator", "input_shape"),
+                                     "the generator reads the latent vector: its input is set by "
+                                     "'latent: {size: N}'; remove generator.input_shape"))
+    if gen_net.input_dtype != "float":
+        problems.append(spec.problem(("generator", "input_dtype"), "the generator reads a float noise "
+                                                                   "vector; remove input_dtype"))
+    gen = None
+    if gen_net.input_dtype == "float":
+        gen = compile_network(spec, gen_net, ("generator",), problems, ctx,
+                              input_shape=(spec.latent.size + extra,))
+    data_shape = ctx.get("data_shape")
+    d_in = tuple(disc_net.input_shape) if disc_net.input_shape else None
+    if gen is not None and data_shape is not None and gen.output_shape != tuple(data_shape):
+        problems.append(spec.problem(_last(gen_net, "generator", shaping=True),
+                                     f"the generator outputs {list(gen.output_shape)} but the data's samples "
+                                     f"are {list(data_shape)}; change its last layers to produce "
+                                     f"{list(data_shape)}"))
+    elif gen is not None and d_in is not None and gen.output_shape != d_in:
+        problems.append(spec.problem(("discriminator", "input_shape"),
+                                     f"the discriminator reads {list(d_in)} but the generator outputs "
+                                     f"{list(gen.output_shape)}; fix one (or drop discriminator.input_shape: "
+                                     "it defaults to the generator's output)"))
+    if d_in is not None and data_shape is not None and d_in != tuple(data_shape):
+        problems.append(spec.problem(("discriminator", "input_shape"),
+                                     f"the discriminator reads {list(d_in)} but the data's samples are "
+                                     f"{list(data_shape)}"))
+    sample = d_in or (gen.output_shape if gen is not None else None)
+    disc = None
+    if extra and sample is not None and len(sample) not in (1, 3):
+        problems.append(spec.problem(("gan", "conditional"),
+                                     f"a conditional GAN feeds the label as extra channels of [C, H, W] "
+                                     f"samples or extra features of flat ones; samples {list(sample)} are neither"))
+    elif sample is not None:
+        disc = compile_network(spec, disc_net, ("discriminator",), problems, ctx,
+                               input_shape=(sample[0] + extra, *sample[1:]))
+    if disc is not None:
+        last = _last(disc_net, "discriminator")
+        if disc.output_shape != (1,):
+            problems.append(spec.problem(last, f"the discriminator must end in one logit per sample (output "
+                                               f"[1]), but it outputs {list(disc.output_shape)}; end it with "
+                                               "'linear: 1' (after a flatten)"))
+        elif disc.rows[-1].type in ("sigmoid", "softmax", "log_softmax") and g.loss != "least_squares":
+            problems.append(spec.problem(last, f"the discriminator ends in {disc.rows[-1].type}, but gan.loss "
+                                               f"{g.loss} reads logits (sigmoid cross-entropy with logits, "
+                                               "which is numerically stable); remove it"))
+    classes = ctx.get("num_classes")
+    if g.conditional and ctx.get("data_shape") is not None and not classes:
+        problems.append(spec.problem(("gan", "conditional"), "a conditional GAN needs class labels, and "
+                                                             "this data has none"))
+    elif extra and classes and classes != g.classes:
+        problems.append(spec.problem(("gan", "classes"), f"the data has {classes} classes, not {g.classes}; "
+                                                         f"set classes: {classes}"))
+    for c, name in ((gen, "generator"), (disc, "discriminator")):
+        if c is not None:
+            check_size(spec, c, (name,), problems)
+    if problems:
+        raise SpecError(problems)
+    return {"generator": gen, "discriminator": disc}
+
+
+# --- the pair of networks ---
+class Gan(nn.Module):
+    """G and D, with the label plumbing of a conditional GAN in one place."""
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, latent, classes: int | None):
+        super().__init__()
+        self.generator, self.discriminator = generator, discriminator
+        self.latent, self.classes = latent, classes
+
+    def noise(self, n: int, gen: torch.Generator | None = None, device=None) -> torch.Tensor:
+        shape = (n, self.latent.size)
+        if self.latent.distribution == "uniform":
+            return torch.rand(shape, generator=gen, device=device) * 2 - 1
+        return torch.randn(shape, generator=gen, device=device)
+
+    def generate(self, z, y=None):
+        if self.classes:
+            z = torch.cat([z, F.one_hot(y, self.classes).to(z.dtype)], 1)
+        return self.generator(z)
+
+    def score(self, x, y=None):
+        if self.classes:
+            h = F.one_hot(y, self.classes).to(x.dtype)
+            h = h.view(*h.shape, *[1] * (x.dim() - 2)).expand(-1, -1, *x.shape[2:])
+            x = torch.cat([x, h], 1)
+        return self.discriminator(x)
+
+    def forward(self, z, y=None):
+        return self.score(self.generate(z, y), y)
+
+
+class Losses:
+    """The notes' losses: d_loss = d_loss_real + d_loss_fake; g_loss per gan.loss."""
+
+    def __init__(self, settings):
+        self.kind = settings.loss
+        self.real = 1.0 - settings.label_smoothing  # one-sided: only real targets are smoothed
+
+    def d(self, real_out, fake_out):
+        if self.kind == "least_squares":
+            return 0.5 * ((real_out - self.real) ** 2).mean() + 0.5 * (fake_out ** 2).mean()
+        bce = F.binary_cross_entropy_with_logits
+        return bce(real_out, torch.full_like(real_out, self.real)) + bce(fake_out, torch.zeros_like(fake_out))
+
+    def g(self, fake_out):
+        if self.kind == "least_squares":
+            return 0.5 * ((fake_out - 1) ** 2).mean()
+        if self.kind == "standard":  # minimax: minimise log(1 - D(G(z))); its gradient vanishes when D wins
+            return -F.binary_cross_entropy_with_logits(fake_out, torch.zeros_like(fake_out))
+        return F.binary_cross_entropy_with_logits(fake_out, torch.ones_like(fake_out))
+
+    def prob(self, out):
+        """What D says, as logged: a probability of "real" (least squares: its raw score)."""
+        return out if self.kind == "least_squares" else torch.sigmoid(out)
+
+    @property
+    def floor(self) -> float:
+        """The lowest d_loss a perfect discriminator reaches (label smoothing keeps it above 0)."""
+        t = self.real
+        if self.kind == "least_squares" or t >= 1:
+            return 0.0
+        return -(t * math.log(t) + (1 - t) * math.log(1 - t))
+
+
+def d_step(gan: Gan, opt, losses: Losses, real, fake, labels, train):
+    """One discriminator update; `fake` is detached so the generator is not touched."""
+    real_out, fake_out = gan.score(real, labels), gan.score(fake.detach(), labels)
+    loss = losses.d(real_out, fake_out)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    parts.clip(train, gan.discriminator.parameters())
+    opt.step()
+    return loss.item(), losses.prob(real_out).mean().item(), losses.prob(fake_out).mean().item()
+
+
+def g_step(gan: Gan, opt, losses: Losses, fake, labels, train):
+    """One generator update through a frozen discriminator."""
+    gan.discriminator.requires_grad_(False)  # no D gradients to compute, none to leak
+    try:
+        loss = losses.g(gan.score(fake, labels))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+    finally:
+        gan.discriminator.requires_grad_(True)
+    parts.clip(train, gan.generator.parameters())
+    opt.step()
+    return loss.item()
+
+
+# --- data scaling: real samples into the generator's output range ---
+@dataclass
+class Scale:
+    """Real data is mapped linearly from its range [low, high] onto the generator's output
+    range (tanh: [-1, 1], sigmoid: [0, 1]; unbounded: unchanged), so both live in one space."""
+    low: float
+    high: float
+    a: float | None = None
+    b: float | None = None
+
+    @classmethod
+    def of(cls, last_type: str, x: torch.Tensor) -> Scale:
+        lo, hi = float(x.min()), float(x.max())
+        if hi <= lo:
+            hi = lo + 1.0
+        a, b = BOUNDED.get(last_type, (None, None))
+        return cls(lo, hi, a, b)
+
+    def to_gen(self, x):
+        return x if self.a is None else self.a + (x - self.low) / (self.high - self.low) * (self.b - self.a)
+
+    def to_data(self, v):
+        return v if self.a is None else self.low + (v - self.a) / (self.b - self.a) * (self.high - self.low)
+
+    def pixels(self, v):
+        """Generator output -> [0, 1] for display."""
+        return ((self.to_data(v) - self.low) / (self.high - self.low)).clamp(0, 1)
+
+
+# --- images: a grid of samples, as a TensorBoard image and a PNG file ---
+def is_image(shape) -> bool:
+    return len(shape) == 2 or (len(shape) == 3 and shape[0] in (1, 3))
+
+
+def grid(images: torch.Tensor, columns: int, min_width: int = 320) -> torch.Tensor:
+    """[N, C, H, W] (or [N, H, W]) in [0, 1] -> one [C, H', W'] image: tiles on a grey
+    1-pixel grid, enlarged by a whole factor so small samples (8x8 digits) stay visible."""
+    if images.dim() == 3:
+        images = images[:, None]
+    n, c, h, w = images.shape
+    rows = math.ceil(n / columns)
+    out = torch.full((c, rows * (h + 1) + 1, columns * (w + 1) + 1), 0.5)
+    for i in range(n):
+        r, k = divmod(i, columns)
+        out[:, 1 + r * (h + 1):1 + r * (h + 1) + h, 1 + k * (w + 1):1 + k * (w + 1) + w] = images[i]
+    zoom = max(1, min_width // out.shape[2])
+    return out.repeat_interleave(zoom, 1).repeat_interleave(zoom, 2)
+
+
+def write_png(path: Path, image: torch.Tensor) -> None:
+    """A [C, H, W] image in [0, 1] (C = 1 grey, 3 colour) as an 8-bit PNG, written atomically."""
+    px = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    h, w, c = px.shape
+    px = px[:, :, 0] if c == 1 else px
+    raw = b"".join(b"\x00" + px[r].tobytes() for r in range(h))  # filter byte 0 per row
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+    head = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
+    _write_bytes(Path(path), b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(raw, 9))
+                + chunk(b"IEND", b""))
+
+
+def _write_bytes(path: Path, body: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(body)
+    os.replace(tmp, path)  # a viewer never sees half a picture
+
+
+# --- quality: a small classifier of the real data scores generated samples ---
+def _judge_net(shape, classes: int) -> nn.Module:
+    if len(shape) == 3:
+        return nn.Sequential(nn.Conv2d(shape[0], 32, 3, padding=1), nn.ReLU(),
+                             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool2d(4),
+                             nn.Flatten(), nn.Dropout(0.3), nn.Linear(64 * 16, classes))
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), 256), nn.ReLU(), nn.Dropout(0.3),
+                         nn.Linear(256, classes))
+
+
+def train_judge(x: torch.Tensor, y: torch.Tensor, classes: int, epochs: int = 15) -> tuple[nn.Module, dict]:
+    """Train the classifier on real samples (in generator space), seeded and apart from the
+    run's random streams; returns it and its held-out accuracy and confidence."""
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
+        torch.manual_seed(0)
+        perm = torch.randperm(len(x))
+        cut = int(len(x) * 0.8)
+        tr, ho = perm[:cut], perm[cut:]
+        net = _judge_net(tuple(x.shape[1:]), classes)
+        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+        net.train()
+        for _ in range(epochs):
+            order = tr[torch.randperm(len(tr))]
+            for i in range(0, len(order), 64):
+                idx = order[i:i + 64]
+                loss = F.cross_entropy(net(x[idx]), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    net.eval()
+    with torch.no_grad():
+        p = net(x[ho]).softmax(-1)
+    return net, {"quality/classifier_accuracy": float((p.argmax(-1) == y[ho]).float().mean()),
+                 "quality/real_confidence": float(p.max(-1).values.mean()),
+                 "quality/real_score": _is_score(p)}
+
+
+def _is_score(p: torch.Tensor) -> float:
+    """exp(E_x KL(p(y|x) || p(y))): the Inception Score's formula with this classifier. 1 when
+    every sample looks alike (or like nothing), the number of classes at best."""
+    marginal = p.mean(0, keepdim=True)
+    kl = (p * (p.clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())).sum(-1)
+    return float(kl.mean().exp())
+
+
+@torch.no_grad()
+def quality(judge: nn.Module, samples: torch.Tensor, labels: torch.Tensor | None, classes: int) -> dict:
+    """Mean confidence, classes covered (each getting at least a quarter of its fair share,
+    1/(4*classes), of the samples: fewer means mode collapse) and the score."""
+    p = judge(samples).softmax(-1)
+    pred = p.argmax(-1)
+    share = torch.bincount(pred, minlength=classes).float() / len(pred)
+    out = {"quality/score": _is_score(p), "quality/confidence": float(p.max(-1).values.mean()),
+           "quality/classes": int((share >= 1 / (4 * classes)).sum())}
+    if labels is not None:
+        out["quality/label_accuracy"] = float((pred == labels).float().mean())
+    return out
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("NETSPEC_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "netspec"
+    return Path(base)
+
+
+def judge_for(folder: Path | None, x, y, classes):
+    """The classifier for this data: from the run folder, else from the user cache (keyed by
+    the data itself), else trained now (seconds) and kept in both."""
+    key = hashlib.sha256(b"judge-1" + str((list(x.shape), classes)).encode() + x.numpy().tobytes()
+                         + y.numpy().tobytes()).hexdigest()[:20]
+    places = ([folder / "checkpoints" / "quality.pt"] if folder is not None else []) + \
+        [_cache_dir() / f"quality-{key}.pt"]
+    for f in places:
+        if f.exists():
+            s = load_checkpoint(f)
+            if s.get("key") == key:
+                net = _judge_net(tuple(x.shape[1:]), classes)
+                net.load_state_dict(s["model"])
+                m = s["metrics"]
+                break
+    else:
+        net, m = train_judge(x, y, classes)
+    for f in places:
+        if not f.exists():
+            try:
+                save_checkpoint(f, {"model": net.state_dict(), "metrics": m, "key": key})
+            except OSError:  # a read-only cache only costs time
+                pass
+    return net.eval(), m
+
+
+# --- checks on the rest of the spec, before any data is touched ---
+def check(spec) -> None:
+    tr, problems = spec.train, []
+    if spec.optimizer is None:
+        problems.append(spec.problem((), "'optimizer' is required to train: e.g. 'optimizer: {generator: "
+                                         "{adam: {lr: 0.0002, betas: [0.5, 0.999]}}, discriminator: "
+                                         "{adam: {lr: 0.0002, betas: [0.5, 0.999]}}}'"))
+    if tr.metrics:
+        problems.append(spec.problem(("train", "metrics"), "a GAN logs its own metrics (" + ", ".join(TAGS)
+                                     + " and quality/*); remove train.metrics"))
+    if tr.precision in ("16", "bf16"):
+        problems.append(spec.problem(("train", "precision"), "GANs train in 32-bit precision here; "
+                                                              "set precision: auto or 32"))
+    tags = TAGS + QUALITY
+    if "monitor" in tr.model_fields_set and tr.monitor not in tags:
+        problems.append(spec.problem(("train", "monitor"), f"'{tr.monitor}' is not a metric a GAN run "
+                                                           f"writes{suggest(tr.monitor, tags)}"))
+    es = tr.early_stopping
+    if es and es.monitor and es.monitor not in tags:
+        problems.append(spec.problem(("train", "early_stopping", "monitor"),
+                                     f"'{es.monitor}' is not a metric a GAN run writes{suggest(es.monitor, tags)}"))
+    if es and not es.monitor and "monitor" not in tr.model_fields_set:
+        problems.append(spec.problem(("train", "early_stopping"), "say what to watch: set train.monitor "
+                                                                  "(e.g. quality/score)"))
+    if problems:
+        raise SpecError(problems)
+
+
+def _mode(spec, tag: str) -> str:
+    if spec.train.mode != "auto":
+        return spec.train.mode
+    return "min" if tag in ("train/d_loss", "train/g_loss") else "max" if tag.startswith("quality/") else "auto"
+
+
+def fixed_noise(spec, gan: Gan, device=None):
+    """The noise shown each epoch (8 rows; conditional: one column per class) and the larger
+    set scored for quality: the same every epoch, drawn from their own seed so they do not
+    touch the training's random stream."""
+    g = spec.gan
+    gen = torch.Generator().manual_seed(spec.seed + 1)
+    columns = g.classes if g.conditional else 8
+    out = []
+    for n in (8 * columns, EVAL_SAMPLES):
+        z = gan.noise(n, gen).to(device)
+        out.append((z, torch.arange(n, device=device) % g.classes if g.conditional else None))
+    return columns, out[0], out[1]
+
+
+# --- training ---
+def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict:
+    t_start = time.perf_counter()
+    check(spec)
+    tr, g = spec.train, spec.gan
+    parts.set_threads(tr)
+    parts.seed_everything(spec.seed)
+    data = D.load(spec)
+    nets = compile_spec(spec, data_shape=data.sample_shape, num_classes=data.num_classes)
+    x, y = data.splits["train"]
+    steps = len(x) // tr.batch_size  # full batches only: batch norm wants like-sized batches
+    if steps == 0:
+        raise SpecError([spec.problem(("train", "batch_size"), f"batch_size {tr.batch_size} is more than the "
+                                                               f"{len(x)} training samples")])
+    device = parts.device_of(tr)
+    torch.manual_seed(spec.seed)
+    gan = Gan(materialize(nets["generator"]), materialize(nets["discriminator"]), spec.latent,
+              g.classes if g.conditional else None).to(device)
+    scale = Scale.of(nets["generator"].rows[-1].type, x)
+    x = scale.to_gen(x).to(device)
+    y = y.to(device) if y is not None else None
+    opt_g = parts.optimizer(spec.optimizer.generator, gan.generator.parameters())
+    opt_d = parts.optimizer(spec.optimizer.discriminator, gan.discriminator.parameters())
+    losses = Losses(g)
+    classes = data.num_classes if data.task == "classification" else None
+    judge, judge_metrics = (None, {})
+    if classes:
+        every = torch.cat([s[0] for s in data.splits.values()])
+        judge, judge_metrics = judge_for(folder, scale.to_gen(every), torch.cat([s[1] for s in data.splits.values()]),
+                                         classes)
+        judge = judge.to(device)
+    tag = tr.monitor if "monitor" in tr.model_fields_set else ("quality/score" if judge else None)
+    mon = parts.Monitor(tag or "none", _mode(spec, tag or ""))
+    es = tr.early_stopping
+    stopper = parts.Monitor(es.monitor or tag, _mode(spec, es.monitor or tag), es.patience, es.min_delta) if es else None
+    sched_g = parts.scheduler(tr.scheduler, opt_g, tr.epochs, mon.mode)
+    sched_d = parts.scheduler(tr.scheduler, opt_d, tr.epochs, mon.mode)
+    columns, (show_z, show_y), (eval_z, eval_y) = fixed_noise(spec, gan, device)
+    images = is_image(data.sample_shape)
+    start_epoch, step, won, warnings = 1, 0, 0, []
+    ckpt_dir = folder / "checkpoints"
+    if resume:
+        state = load_checkpoint(ckpt_dir / "last.pt")
+        gan.generator.load_state_dict(state["generator"])
+        gan.discriminator.load_state_dict(state["discriminator"])
+        opt_g.load_state_dict(state["optimizer"]["generator"])
+        opt_d.load_state_dict(state["optimizer"]["discriminator"])
+        for s, k in ((sched_g, "generator"), (sched_d, "discriminator")):
+            if s is not None and state.get("scheduler"):
+                s.load_state_dict(state["scheduler"][k])
+        mon.load(state["monitor"])
+        if stopper and state.get("stopper"):
+            stopper.load(state["stopper"])
+        parts.set_rng_state(state["rng"])
+        start_epoch, step, won, warnings = state["epoch"] + 1, state["step"], state["won"], list(state["warnings"])
+        if stopper and stopper.stop:
+            start_epoch = tr.epochs + 1
+    from torch.utils.tensorboard import SummaryWriter
+    # on resume, events logged after the checkpoint (by the interrupted run) are dropped
+    tb = SummaryWriter(str(folder), purge_step=step + 1 if resume else None, flush_secs=10)
+    if tr.tensorboard.graph and not resume:
+        from .train import _log_graph
+        _log_graph(tb, gan, (show_z[:2], show_y[:2]) if g.conditional else show_z[:2])
+    if images and not resume:
+        tb.add_image("real", grid(scale.pixels(x[:8 * columns]).cpu(), columns), 0)
+    if progress:
+        rng = f"[{scale.a:g}, {scale.b:g}]" if scale.a is not None else "unchanged (unbounded generator output)"
+        print(f"{spec.name}: {len(x)} samples {list(data.sample_shape)}, data range [{scale.low:g}, "
+              f"{scale.high:g}] -> {rng}; {steps} steps per epoch, {g.d_steps} D step(s) per G step")
+    bar = parts.Progress(tr.epochs, steps, progress)
+    metrics: dict = {}
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, tr.epochs + 1):
+        gan.train()
+        bar.start_epoch(epoch)
+        g_order = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)  # data order: (seed, epoch) only
+        order = torch.randperm(len(x), generator=g_order) if tr.shuffle else torch.arange(len(x))
+        order = order.to(device)
+        sums = dict.fromkeys(TAGS, 0.0)
+        logged, n_g = dict.fromkeys(TAGS, 0.0), 0
+        for i in range(steps):
+            idx = order[i * tr.batch_size:(i + 1) * tr.batch_size]
+            real = x[idx]
+            labels = y[idx] if g.conditional else None  # fakes are asked for the batch's classes
+            step += 1
+            train_g = step % g.d_steps == 0
+            with torch.set_grad_enabled(train_g):  # the G step reuses this forward pass
+                fake = gan.generate(gan.noise(len(idx), device=device), labels)
+            d_loss, d_real, d_fake = d_step(gan, opt_d, losses, real, fake, labels, tr)
+            parts.check_finite(d_loss, step, folder)
+            vals = {"train/d_loss": d_loss, "train/d_real": d_real, "train/d_fake": d_fake}
+            if train_g:
+                vals["train/g_loss"] = g_loss = g_step(gan, opt_g, losses, fake, labels, tr)
+                parts.check_finite(g_loss, step, folder)
+                n_g += 1
+                if tr.tensorboard.verbosity >= 1 and step % tr.log_every == 0:
+                    from .train import _grad_norm
+                    tb.add_scalar("train/g_grad_norm", _grad_norm(gan.generator), step)
+                    tb.add_scalar("train/d_grad_norm", _grad_norm(gan.discriminator), step)
+            for k, v in vals.items():
+                sums[k] += v
+                logged[k] += v
+            if step % tr.log_every == 0:
+                for k in TAGS:
+                    div = tr.log_every if k != "train/g_loss" else max(1, tr.log_every // g.d_steps)
+                    tb.add_scalar(k, logged[k] / div, step)
+                logged = dict.fromkeys(TAGS, 0.0)
+            bar.step(i + 1, d_loss, len(idx))
+        metrics = {k: v / (max(n_g, 1) if k == "train/g_loss" else steps) for k, v in sums.items()}
+        gan.eval()  # samples with batch norm's running statistics, as at sampling time
+        with torch.no_grad():
+            if images:
+                picture = grid(scale.pixels(gan.generate(show_z, show_y)).cpu(), columns)
+                tb.add_image("samples", picture, step)
+                write_png(folder / "samples" / f"epoch_{epoch:03d}.png", picture)
+            if judge is not None:
+                metrics.update(quality(judge, gan.generate(eval_z, eval_y), eval_y, classes))
+        for k, v in metrics.items():
+            if k.startswith("quality/") or step < tr.log_every:
+                tb.add_scalar(k, v, step)
+        if tr.tensorboard.verbosity >= 2 and epoch % tr.tensorboard.histogram_every == 0:
+            from .train import _histograms
+            _histograms(tb, gan, step, None, None)
+        # a discriminator at its loss floor leaves the generator without a useful gradient
+        won = won + 1 if metrics["train/d_loss"] < losses.floor + 0.05 else 0
+        if won == COLLAPSE_EPOCHS:
+            warnings.append(_warn(f"epoch {epoch}: the discriminator has won for {won} epochs (d_loss "
+                                  f"{metrics['train/d_loss']:.4f}, D(G(z)) {metrics['train/d_fake']:.4f}): the "
+                                  "generator learns nothing. Try a lower discriminator lr, label_smoothing "
+                                  "0.1-0.2, gan.loss non_saturating, or fewer d_steps"))
+        best = mon.update(metrics, epoch) if tag else False
+        if stopper is not None:
+            stopper.update(metrics, epoch)
+        for s in (sched_g, sched_d):
+            parts.step_scheduler(s, metrics.get(mon.name))
+        stopping = stopper is not None and stopper.stop
+        last = epoch % tr.checkpoint_every == 0 or epoch == tr.epochs or stopping
+        if last or best:
+            state = {"generator": gan.generator.state_dict(), "discriminator": gan.discriminator.state_dict(),
+                     "optimizer": {"generator": opt_g.state_dict(), "discriminator": opt_d.state_dict()},
+                     "scheduler": {"generator": sched_g.state_dict(), "discriminator": sched_d.state_dict()}
+                     if sched_g is not None else None,
+                     "monitor": mon.state(), "stopper": stopper.state() if stopper else None,
+                     "rng": parts.rng_state(), "epoch": epoch, "step": step, "won": won, "warnings": warnings,
+                     "data": {**data.info(), "shape": list(data.sample_shape), "scale": scale.__dict__},
+                     "metrics": metrics}
+            if last:
+                save_checkpoint(ckpt_dir / "last.pt", state)
+            if best:
+                save_checkpoint(ckpt_dir / "best.pt", state)
+        shown = {k.split("/")[1]: float(v) for k, v in metrics.items() if k != "quality/label_accuracy"}
+        bar.end_epoch(shown, "  *" if best else "")
+        if stopping:
+            if progress:
+                print(f"early stopping: {stopper.name} has not improved for {stopper.patience} epochs "
+                      f"(best {stopper.best:.4f} at epoch {stopper.best_epoch})")
+            break
+    if resume and not metrics:  # nothing left to train: report the checkpoint's metrics
+        metrics = dict(load_checkpoint(ckpt_dir / "last.pt").get("metrics") or {})
+    k = metrics.get("quality/classes")
+    if classes and k is not None and k <= classes // 2 and not any("mode collapse" in w for w in warnings):
+        warnings.append(_warn(f"the samples cover only {k} of {classes} classes: mode collapse (the generator "
+                              "found a few outputs that fool the discriminator). Try label_smoothing, a "
+                              "lower generator lr, more epochs, or a conditional GAN"))
+    metrics.update(judge_metrics)
+    metrics.update({"epochs": epoch, "steps": step, "best_epoch": mon.best_epoch, "monitor": tag,
+                    "best": mon.best, "warnings": warnings,
+                    "seconds": round(time.perf_counter() - t_start, 3)})
+    tb.close()
+    write_metrics(folder, metrics)
+    if progress:
+        print(f"{spec.name}: done in {metrics['seconds']:.1f}s -> {folder}")
+        print(parts.metrics_table({k: v for k, v in metrics.items() if isinstance(v, float)}))
+    return metrics
+
+
+def _warn(message: str) -> str:
+    print(f"warning: {message}", file=sys.stderr)
+    return message
+
+
+# --- using a trained run ---
+def restore(spec, state) -> tuple[Gan, Scale, dict]:
+    info = state.get("data") or {}
+    nets = compile_spec(spec)
+    gan = Gan(materialize(nets["generator"], spec.seed), materialize(nets["discriminator"], spec.seed),
+              spec.latent, spec.gan.classes if spec.gan.conditional else None)
+    try:
+        gan.generator.load_state_dict(state["generator"])
+        gan.discriminator.load_state_dict(state["discriminator"])
+    except (RuntimeError, KeyError) as e:
+        raise RunError(f"the checkpoint does not fit this spec's networks: {str(e).splitlines()[0][:200]}") from None
+    return gan.eval(), Scale(**info["scale"]), info
+
+
+@torch.no_grad()
+def evaluate(spec, state, split="test") -> dict:
+    """Quality of the checkpoint's generator, and what D says of the split's real samples."""
+    gan, scale, info = restore(spec, state)
+    data = D.load(spec)
+    if split not in data.splits:
+        raise SpecError([spec.problem(("data",), f"the data has no '{split}' split (set data.{split}_split)")])
+    x, y = data.splits[split]
+    labels = y if spec.gan.conditional else None
+    out = Losses(spec.gan).prob(gan.score(scale.to_gen(x), labels))
+    res = {f"{split}/d_real": float(out.mean())}
+    if data.task == "classification":
+        every = torch.cat([s[0] for s in data.splits.values()])
+        judge, m = judge_for(None, scale.to_gen(every), torch.cat([s[1] for s in data.splits.values()]),
+                             data.num_classes)
+        _, _, (z, ey) = fixed_noise(spec, gan)  # the same samples as training's quality/*
+        res.update(quality(judge, gan.generate(z, ey), ey, data.num_classes))
+        res.update(m)
+    return res
+
+
+@torch.no_grad()
+def sample(spec, state, run_dir: Path, n=64, out=None, temperature=1.0, prime="", length=200, label=None,
+           seed=0):
+    """Write n generated samples: a PNG grid (image data) or a .npy array in the data's range.
+    temperature scales the noise (below 1: less varied samples); label picks the class of a
+    conditional GAN (default: every class in turn, one per column)."""
+    if prime:
+        raise SpecError([Problem("--prime", "--prime is for language models; a GAN starts from noise", "netspec sample")])
+    gan, scale, info = restore(spec, state)
+    g = spec.gan
+    if label is not None and not g.conditional:
+        raise SpecError([Problem("--label", "this GAN is not conditional (gan.conditional is false), so it "
+                                            "cannot be asked for a class; drop --label", str(run_dir))])
+    if label is not None and not 0 <= label < g.classes:
+        classes = info.get("classes")
+        names = f" ({', '.join(classes)})" if classes else ""
+        raise SpecError([Problem("--label", f"label {label} is outside 0..{g.classes - 1}{names}", str(run_dir))])
+    out = Path(out) if out else Path(run_dir) / "samples.png"
+    shape = tuple(info["shape"])
+    if out.suffix not in (".png", ".npy") or (out.suffix == ".png" and not is_image(shape)):
+        why = "" if is_image(shape) else f"; samples {list(shape)} are not images, so write .npy"
+        raise SpecError([Problem("--out", f"{out}: write a .png (image grid) or .npy (array){why}", "netspec sample")])
+    z = gan.noise(n, torch.Generator().manual_seed(seed)) * temperature
+    columns = g.classes if g.conditional and label is None else math.ceil(math.sqrt(n))
+    y = None
+    if g.conditional:
+        y = torch.full((n,), label) if label is not None else torch.arange(n) % g.classes
+    fake = gan.generate(z, y)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        np.save(out, scale.to_data(fake).numpy())
+    else:
+        write_png(out, grid(scale.pixels(fake), columns))
+    what = f" of class {label}" if label is not None else ""
+    print(f"wrote {n} samples{what} to {out}")
+    return out
