@@ -108,7 +108,7 @@ def train(spec_file, overrides, out, resume, overwrite, workers, executor, nproc
     if spec.sweep is not None:
         from .sweep import run_sweep
         result = run_sweep(spec, out=out, workers=workers, executor=executor, resume=resume,
-                           dry_run=dry_run, quiet=quiet)
+                           dry_run=dry_run, quiet=quiet, overwrite=overwrite)
         if result is not None and result.failed:
             raise RunError(f"{result.failed} of {len(result.trials)} trials failed; see {result.folder}/results.csv")
         return
@@ -117,9 +117,12 @@ def train(spec_file, overrides, out, resume, overwrite, workers, executor, nproc
         compile_spec(spec)
         click.echo(f"{spec_file}: valid; would train '{spec.name}' into {out}/{spec.name}/")
         return
+    from .distributed import launch, rank_env, run_rank
     if nproc > 1:
-        from .distributed import launch
-        launch(spec_file, overrides, out=out, nproc=nproc, resume=resume)
+        launch(spec_file, overrides, out=out, nproc=nproc, resume=resume, overwrite=overwrite)
+        return
+    if rank_env():  # one of several data-parallel ranks (started by --nproc or torchrun)
+        run_rank(spec, out=out, resume=resume, overwrite=overwrite, progress=not quiet)
         return
     from .runs import run
     run(spec, out=out, resume=resume, overwrite=overwrite, progress=not quiet)

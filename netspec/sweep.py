@@ -63,11 +63,12 @@ class Trial:
     error: str | None = None
     metrics: dict = field(default_factory=dict)
     seconds: float | None = None  # wall time of the trial process
+    started: float | None = None  # unix time
     resume: bool = False
 
     def record(self) -> dict:
         return {"trial": self.name, "params": self.params, "status": self.status, "error": self.error,
-                "seconds": self.seconds, "metrics": self.metrics}
+                "started": self.started, "seconds": self.seconds, "metrics": self.metrics}
 
 
 @dataclass
@@ -145,21 +146,40 @@ def _key_position(source: Source, path: tuple):
     return file, line, col
 
 
-def _trial_source(source: Source, point: dict, ax: dict) -> tuple[Source, list[Problem]]:
+def resolves(spec, path: str) -> bool:
+    """Whether a dotted path names a setting of the (validated) spec: a field, a list item,
+    or a component by its name; defaults count, so `train.clip_grad_norm` resolves unwritten."""
+    from pydantic import BaseModel
+
+    from .spec.base import Component
+    node = spec
+    for part in (int(p) if p.lstrip("-").isdigit() else p for p in path.split(".")):
+        if isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
+            node = node[part]
+        elif isinstance(node, Component) and part == node.type:
+            continue  # `optimizer.adam.lr`: the component's name, then its arguments
+        elif isinstance(node, BaseModel) and part in type(node).model_fields:
+            node = getattr(node, part)
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return False
+    return True
+
+
+def _trial_source(spec, point: dict, ax: dict) -> tuple[Source, list[Problem]]:
     """The raw trial spec: the sweep's spec minus `sweep`, each path set to its value, and
-    positions moved so an error in a swept value points at the sweep entry that set it."""
-    from .spec import get_path, set_path
+    positions moved so that a bad value points at that value in the sweep section, and a path
+    the spec does not have points at its sweep key."""
+    from .spec import set_path
+    source = spec.source
     data = copy.deepcopy(source.data)
     data.pop("sweep", None)
     where = {k: v for k, v in source.where.items() if not (k and k[0] == "sweep")}
     problems = []
     for path, (value, value_at) in point.items():
         key_at = _key_position(source, ax[path].where)
-        try:
-            get_path(data, path)
-            existed = True
-        except (KeyError, IndexError, TypeError):
-            existed = False
+        existed = resolves(spec, path)
         try:
             written = set_path(data, path, copy.deepcopy(value))
         except (KeyError, IndexError, TypeError) as e:
@@ -219,10 +239,9 @@ def expand(spec, cache: dict | None = None) -> tuple[list[Trial], int]:
     """Every trial, validated; SpecError lists every problem (each once, naming its trials).
     Returns (trials, duplicates removed)."""
     from .spec import validate, written
-    source = spec.source
-    if source is None:
+    if spec.source is None:  # built in Python: positions are not known, paths still are
         from .spec import load
-        source = load(written(spec)).source
+        spec = load(written(spec))
     ax = axes(spec)
     by_path = {a.path: a for a in ax}
     short = short_names(list(by_path))
@@ -233,7 +252,7 @@ def expand(spec, cache: dict | None = None) -> tuple[list[Trial], int]:
     for pt in pts:
         params = {p: v for p, (v, _) in pt.items()}
         label = _params_label(params, short)
-        src, problems = _trial_source(source, pt, by_path)
+        src, problems = _trial_source(spec, pt, by_path)
         tspec = None
         try:  # even when a path failed: the other values may hold problems of their own
             tspec = validate(src)
@@ -343,17 +362,80 @@ def write_hparams(folder: Path, info: dict, status: str) -> None:
 
 
 # --- one trial: the process, and what it left behind ---
-def start(job: dict) -> subprocess.Popen:
+# Trials fork from a server process that has imported torch, netspec and the data and
+# TensorBoard modules once, so a trial pays no import time (seconds per trial; see bench/).
+# Each trial is still its own process: a crash, a NaN or a SIGKILL ends that trial only.
+# Without fork (Windows) a trial is a fresh `python -m netspec.sweep FOLDER`.
+FORKSERVER = True
+PRELOAD = ["netspec.sweep", "netspec.train", "netspec.gan", "netspec.seq2seq", "netspec.data",
+           "torch._dynamo", "torch.utils.tensorboard"]  # torch._dynamo: the optimizers import it
+
+
+def _env(job: dict) -> dict:
+    n = str(job["threads"])
+    return {"NETSPEC_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+
+
+def _argv(job: dict) -> list[str]:
+    return [job["folder"]] + (["--resume"] if job["resume"] else [])
+
+
+class Forked:
+    """A trial process forked from the preloaded server, with Popen's few methods used here."""
+
+    def __init__(self, job: dict):
+        import multiprocessing as mp
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD)  # takes effect when the server starts (once)
+        self.proc = ctx.Process(target=_forked_trial, args=(job,), daemon=False)
+        self.proc.start()
+        self.pid = self.proc.pid
+
+    @property
+    def returncode(self):
+        return self.proc.exitcode
+
+    def poll(self):
+        return self.proc.exitcode
+
+    def wait(self, timeout=None):
+        self.proc.join(timeout)
+        if self.proc.exitcode is None:
+            raise subprocess.TimeoutExpired("trial", timeout)
+        return self.proc.exitcode
+
+    def send_signal(self, sig):
+        if self.proc.exitcode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self):
+        self.proc.kill()
+
+
+def _forked_trial(job: dict) -> None:
+    """The forked trial: its own folder's log as stdout/stderr, its threads, then train."""
+    os.chdir(job["cwd"])
+    os.environ.update(_env(job))
+    fd = os.open(Path(job["folder"]) / "trial.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.exit(_trial_main(_argv(job)))
+
+
+def start(job: dict):
+    """Start one trial's process; returns a Popen-like handle."""
     folder = Path(job["folder"])
-    threads = str(job["threads"])
-    env = {**os.environ, "NETSPEC_THREADS": threads, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     with open(folder / "trial.log", "a") as log:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if job['resume'] else 'start'} "
-                  f"({threads} threads)\n")
+                  f"({job['threads']} threads)\n")
         log.flush()
-        cmd = [job["python"], "-m", "netspec.sweep", str(folder)] + (["--resume"] if job["resume"] else [])
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=job["cwd"])
+        import multiprocessing as mp
+        if FORKSERVER and "forkserver" in mp.get_all_start_methods():
+            return Forked(job)
+        return subprocess.Popen([job["python"], "-m", "netspec.sweep", *_argv(job)], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **_env(job)}, cwd=job["cwd"])
 
 
 def finish(job: dict, code: int, seconds: float) -> dict:
@@ -594,7 +676,8 @@ class Board:
         self.done = 0
 
     def started(self, name: str):
-        self.by_name[name].status = "running"
+        t = self.by_name[name]
+        t.status, t.started = "running", round(time.time(), 3)
         self.tick(force=True)
 
     def finished(self, name: str, out: dict):
@@ -642,7 +725,7 @@ class Board:
 
 # --- the sweep ---
 def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resume: bool = False,
-              dry_run: bool = False, quiet: bool = False) -> SweepResult | None:
+              dry_run: bool = False, quiet: bool = False, overwrite: bool = False) -> SweepResult | None:
     """Expand, validate, run and rank every trial of `spec`'s sweep into OUT/<name>/."""
     from .runs import _check_same_run, write_text
     from .spec import written
@@ -668,6 +751,8 @@ def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resum
         if not (folder / "results.json").exists():
             raise SpecError([Problem("", f"--resume: {folder} holds no sweep (no results.json); drop "
                                          "--resume to start it", str(folder))])
+    elif overwrite:
+        _clean(folder)
     elif folder.exists() and any(folder.iterdir()):
         raise SpecError([Problem("", f"{folder} already holds a run: continue it with --resume, or pick "
                                      "another --out or name (--set name=...)", str(folder))])
@@ -680,6 +765,7 @@ def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resum
         if resume and old.get("status") == DONE and (tdir / "metrics.json").exists():
             _check_same_run(t.spec, tdir / "spec.yaml", tdir)
             t.status, t.metrics, t.seconds = DONE, _read_json(tdir / "metrics.json"), old.get("seconds")
+            t.started = old.get("started")
             skipped.add(t.name)
         elif resume and (tdir / "checkpoints" / "last.pt").exists():
             _check_same_run(t.spec, tdir / "spec.yaml", tdir)
@@ -689,7 +775,7 @@ def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resum
     if executor == "ray" and todo:
         ray, started = _ray_init()
         cpus = ray_cpus(ray)
-    threads = max(1, cpus // max(1, min(workers, len(todo) or 1)))
+    threads = max(1, cpus // workers)  # the cores divided among the workers
     say(f"{spec.name}: {len(trials)} trials ({how}) -> {folder}/"
         + (f"; resuming: {len(skipped)} finished, {sum(t.resume for t in todo)} from a checkpoint, "
            f"{sum(not t.resume for t in todo)} to start" if resume else "")
@@ -744,7 +830,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _clean(tdir: Path) -> None:
-    """A trial that starts over: nothing from an earlier attempt may mix into its run."""
+    """A trial (or sweep) that starts over: nothing from an earlier attempt may mix into it."""
     import shutil
     if tdir.exists():
         shutil.rmtree(tdir)
