@@ -33,7 +33,7 @@ from . import parts
 from .compile import check_size, compile_network, compile_spec, materialize
 from .errors import Problem, RunError, SpecError, suggest
 from .spec import layers as L
-from .runs import load_checkpoint, save_checkpoint, write_metrics
+from .runs import link_checkpoint, load_checkpoint, save_checkpoint, write_metrics
 
 BOUNDED = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}  # generator output ranges the data is scaled to
 EVAL_SAMPLES = 1000  # generated samples scored by the quality classifier each epoch
@@ -157,6 +157,9 @@ class Gan(nn.Module):
         return self.discriminator(x)
 
     def forward(self, z, y=None):
+        """D(G(z)); a conditional GAN without labels asks for every class in turn."""
+        if self.classes and y is None:
+            y = torch.arange(z.shape[0], device=z.device) % self.classes
         return self.score(self.generate(z, y), y)
 
 
@@ -381,35 +384,54 @@ def judge_for(folder: Path | None, x, y, classes):
 # --- checks on the rest of the spec, before any data is touched ---
 def check(spec) -> None:
     tr, problems = spec.train, []
+    if spec.data is None:
+        problems.append(spec.problem(("data",), "'data' is required to train: e.g. 'data: {source: digits}'"))
     if spec.optimizer is None:
-        problems.append(spec.problem((), "'optimizer' is required to train: e.g. 'optimizer: {generator: "
-                                         "{adam: {lr: 0.0002, betas: [0.5, 0.999]}}, discriminator: "
-                                         "{adam: {lr: 0.0002, betas: [0.5, 0.999]}}}'"))
+        problems.append(spec.problem(("optimizer",), "'optimizer' is required to train: e.g. 'optimizer: "
+                                                     "{generator: {adam: {lr: 0.0002, betas: [0.5, 0.999]}}, "
+                                                     "discriminator: {adam: {lr: 0.0002, betas: [0.5, 0.999]}}}'"))
     if tr.metrics:
         problems.append(spec.problem(("train", "metrics"), "a GAN logs its own metrics (" + ", ".join(TAGS)
                                      + " and quality/*); remove train.metrics"))
     if tr.precision in ("16", "bf16"):
         problems.append(spec.problem(("train", "precision"), "GANs train in 32-bit precision here; "
                                                               "set precision: auto or 32"))
-    tags = TAGS + QUALITY
-    if "monitor" in tr.model_fields_set and tr.monitor not in tags:
-        problems.append(spec.problem(("train", "monitor"), f"'{tr.monitor}' is not a metric a GAN run "
-                                                           f"writes{suggest(tr.monitor, tags)}"))
-    es = tr.early_stopping
-    if es and es.monitor and es.monitor not in tags:
-        problems.append(spec.problem(("train", "early_stopping", "monitor"),
-                                     f"'{es.monitor}' is not a metric a GAN run writes{suggest(es.monitor, tags)}"))
-    if es and not es.monitor and "monitor" not in tr.model_fields_set:
-        problems.append(spec.problem(("train", "early_stopping"), "say what to watch: set train.monitor "
-                                                                  "(e.g. quality/score)"))
     if problems:
         raise SpecError(problems)
 
 
-def _mode(spec, tag: str) -> str:
-    if spec.train.mode != "auto":
-        return spec.train.mode
-    return "min" if tag in ("train/d_loss", "train/g_loss") else "max" if tag.startswith("quality/") else "auto"
+def produced_tags(spec, labelled: bool = True) -> list[str]:
+    """The metric tags a run writes (quality/* only for data with class labels)."""
+    return TAGS + ([q for q in QUALITY if spec.gan.conditional or q != "quality/label_accuracy"]
+                   if labelled else [])
+
+
+def check_monitor(spec, labelled: bool = True) -> str | None:
+    """The monitored tag (best.pt, early stopping): train.monitor if set, else quality/score
+    when the data has class labels to judge samples by, else none (best is last). Sweeps
+    check before loading data, assuming labels; the run checks again with the data."""
+    tr = spec.train
+    tags = produced_tags(spec, labelled)
+    why = "" if labelled else " (quality/* needs class labels, and this data has none)"
+    problems = []
+    # val/loss is Train's default, which a GAN never writes: a run folder's spec.yaml (every
+    # default written out) says it without the user having asked for it
+    asked = "monitor" in tr.model_fields_set and tr.monitor != type(tr).model_fields["monitor"].default
+    tag = tr.monitor if asked else ("quality/score" if labelled else None)
+    if tag is not None and tag not in tags:
+        problems.append(spec.problem(("train", "monitor"), f"'{tag}' is not a metric this GAN run writes"
+                                                           f"{why}{suggest(tag, tags)}"))
+    es = tr.early_stopping
+    if es and (es.monitor or tag) is None:
+        problems.append(spec.problem(("train", "early_stopping"), "say what to watch: set "
+                                                                  "early_stopping.monitor (e.g. train/g_loss)"))
+    elif es and es.monitor and es.monitor not in tags:
+        problems.append(spec.problem(("train", "early_stopping", "monitor"), f"'{es.monitor}' is not a metric "
+                                                                             f"this GAN run writes{why}"
+                                                                             f"{suggest(es.monitor, tags)}"))
+    if problems:
+        raise SpecError(problems)
+    return tag
 
 
 def fixed_noise(spec, gan: Gan, device=None):
@@ -451,16 +473,16 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict
     opt_d = parts.optimizer(spec.optimizer.discriminator, gan.discriminator.parameters())
     losses = Losses(g)
     classes = data.num_classes if data.task == "classification" else None
+    tag = check_monitor(spec, bool(classes))
     judge, judge_metrics = (None, {})
     if classes:
         every = torch.cat([s[0] for s in data.splits.values()])
         judge, judge_metrics = judge_for(folder, scale.to_gen(every), torch.cat([s[1] for s in data.splits.values()]),
                                          classes)
         judge = judge.to(device)
-    tag = tr.monitor if "monitor" in tr.model_fields_set else ("quality/score" if judge else None)
-    mon = parts.Monitor(tag or "none", _mode(spec, tag or ""))
+    mon = parts.Monitor(tag or "none", tr.mode)
     es = tr.early_stopping
-    stopper = parts.Monitor(es.monitor or tag, _mode(spec, es.monitor or tag), es.patience, es.min_delta) if es else None
+    stopper = parts.Monitor(es.monitor or tag, tr.mode, es.patience, es.min_delta) if es else None
     sched_g = parts.scheduler(tr.scheduler, opt_g, tr.epochs, mon.mode)
     sched_d = parts.scheduler(tr.scheduler, opt_d, tr.epochs, mon.mode)
     columns, (show_z, show_y), (eval_z, eval_y) = fixed_noise(spec, gan, device)
@@ -483,12 +505,10 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict
         start_epoch, step, won, warnings = state["epoch"] + 1, state["step"], state["won"], list(state["warnings"])
         if stopper and stopper.stop:
             start_epoch = tr.epochs + 1
-    from torch.utils.tensorboard import SummaryWriter
     # on resume, events logged after the checkpoint (by the interrupted run) are dropped
-    tb = SummaryWriter(str(folder), purge_step=step + 1 if resume else None, flush_secs=10)
+    tb = parts.writer(folder, purge_step=step + 1 if resume else None)
     if tr.tensorboard.graph and not resume:
-        from .train import _log_graph
-        _log_graph(tb, gan, (show_z[:2], show_y[:2]) if g.conditional else show_z[:2])
+        parts.log_graph(tb, gan, show_z[:2])  # D(G(z)): both networks in one graph
     if images and not resume:
         tb.add_image("real", grid(scale.pixels(x[:8 * columns]).cpu(), columns), 0)
     if progress:
@@ -504,8 +524,8 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict
         g_order = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)  # data order: (seed, epoch) only
         order = torch.randperm(len(x), generator=g_order) if tr.shuffle else torch.arange(len(x))
         order = order.to(device)
-        sums = dict.fromkeys(TAGS, 0.0)
-        logged, n_g = dict.fromkeys(TAGS, 0.0), 0
+        sums, counts = dict.fromkeys(TAGS, 0.0), dict.fromkeys(TAGS, 0)  # this epoch
+        logged, n_logged = dict.fromkeys(TAGS, 0.0), dict.fromkeys(TAGS, 0)  # since the last log point
         for i in range(steps):
             idx = order[i * tr.batch_size:(i + 1) * tr.batch_size]
             real = x[idx]
@@ -520,21 +540,19 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict
             if train_g:
                 vals["train/g_loss"] = g_loss = g_step(gan, opt_g, losses, fake, labels, tr)
                 parts.check_finite(g_loss, step, folder)
-                n_g += 1
                 if tr.tensorboard.verbosity >= 1 and step % tr.log_every == 0:
-                    from .train import _grad_norm
-                    tb.add_scalar("train/g_grad_norm", _grad_norm(gan.generator), step)
-                    tb.add_scalar("train/d_grad_norm", _grad_norm(gan.discriminator), step)
+                    tb.add_scalar("train/g_grad_norm", parts.grad_norm(gan.generator), step)
+                    tb.add_scalar("train/d_grad_norm", parts.grad_norm(gan.discriminator), step)
             for k, v in vals.items():
-                sums[k] += v
-                logged[k] += v
+                sums[k], counts[k] = sums[k] + v, counts[k] + 1
+                logged[k], n_logged[k] = logged[k] + v, n_logged[k] + 1
             if step % tr.log_every == 0:
                 for k in TAGS:
-                    div = tr.log_every if k != "train/g_loss" else max(1, tr.log_every // g.d_steps)
-                    tb.add_scalar(k, logged[k] / div, step)
-                logged = dict.fromkeys(TAGS, 0.0)
+                    if n_logged[k]:
+                        tb.add_scalar(k, logged[k] / n_logged[k], step)
+                logged, n_logged = dict.fromkeys(TAGS, 0.0), dict.fromkeys(TAGS, 0)
             bar.step(i + 1, d_loss, len(idx))
-        metrics = {k: v / (max(n_g, 1) if k == "train/g_loss" else steps) for k, v in sums.items()}
+        metrics = {k: sums[k] / counts[k] for k in TAGS if counts[k]}
         gan.eval()  # samples with batch norm's running statistics, as at sampling time
         with torch.no_grad():
             if images:
@@ -547,8 +565,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict
             if k.startswith("quality/") or step < tr.log_every:
                 tb.add_scalar(k, v, step)
         if tr.tensorboard.verbosity >= 2 and epoch % tr.tensorboard.histogram_every == 0:
-            from .train import _histograms
-            _histograms(tb, gan, step, None, None)
+            parts.histograms(tb, gan, step, show_z if tr.tensorboard.verbosity >= 3 else None)
         # a discriminator at its loss floor leaves the generator without a useful gradient
         won = won + 1 if metrics["train/d_loss"] < losses.floor + 0.05 else 0
         if won == COLLAPSE_EPOCHS:
@@ -564,6 +581,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict
         stopping = stopper is not None and stopper.stop
         last = epoch % tr.checkpoint_every == 0 or epoch == tr.epochs or stopping
         if last or best:
+            tb.flush()  # every event up to this step is on disk before a checkpoint says so
             state = {"generator": gan.generator.state_dict(), "discriminator": gan.discriminator.state_dict(),
                      "optimizer": {"generator": opt_g.state_dict(), "discriminator": opt_d.state_dict()},
                      "scheduler": {"generator": sched_g.state_dict(), "discriminator": sched_d.state_dict()}
@@ -572,16 +590,17 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict
                      "rng": parts.rng_state(), "epoch": epoch, "step": step, "won": won, "warnings": warnings,
                      "data": {**data.info(), "shape": list(data.sample_shape), "scale": scale.__dict__},
                      "metrics": metrics}
-            if last:
-                save_checkpoint(ckpt_dir / "last.pt", state)
-            if best:
-                save_checkpoint(ckpt_dir / "best.pt", state)
+            # best before last: a kill between the two leaves a last.pt whose monitor state
+            # matches best.pt (a resume redoes the epoch and writes the same best again)
+            save_checkpoint(ckpt_dir / ("best.pt" if best else "last.pt"), state)
+            if best and last:
+                link_checkpoint(ckpt_dir / "best.pt", ckpt_dir / "last.pt")
         shown = {k.split("/")[1]: float(v) for k, v in metrics.items() if k != "quality/label_accuracy"}
         bar.end_epoch(shown, "  *" if best else "")
         if stopping:
             if progress:
                 print(f"early stopping: {stopper.name} has not improved for {stopper.patience} epochs "
-                      f"(best {stopper.best:.4f} at epoch {stopper.best_epoch})")
+                      f"(best {stopper.best:.4f} at epoch {stopper.best_epoch})", file=sys.stderr)
             break
     if resume and not metrics:  # nothing left to train: report the checkpoint's metrics
         metrics = dict(load_checkpoint(ckpt_dir / "last.pt").get("metrics") or {})
@@ -589,7 +608,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict
     if classes and k is not None and k <= classes // 2 and not any("mode collapse" in w for w in warnings):
         warnings.append(_warn(f"the samples cover only {k} of {classes} classes: mode collapse (the generator "
                               "found a few outputs that fool the discriminator). Try label_smoothing, a "
-                              "lower generator lr, more epochs, or a conditional GAN"))
+                              "lower generator lr, more epochs" + ("" if g.conditional else ", or a conditional GAN")))
     metrics.update(judge_metrics)
     metrics.update({"epochs": epoch, "steps": step, "best_epoch": mon.best_epoch, "monitor": tag,
                     "best": mon.best, "warnings": warnings,

@@ -348,7 +348,9 @@ def metric_mode(name: str, mode: str = "auto") -> str:
     if mode != "auto":
         return mode
     leaf = name.rsplit("/", 1)[-1]
-    return "max" if ("accuracy" in leaf or leaf in {"bleu", "exact_match", "confidence"}) else "min"
+    # score/classes: a GAN's quality/* (higher is better)
+    return "max" if ("accuracy" in leaf or leaf in {"bleu", "exact_match", "confidence", "score",
+                                                   "classes"}) else "min"
 
 
 Number = Union[int, float]
