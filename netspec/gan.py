@@ -449,8 +449,11 @@ def fixed_noise(spec, gan: Gan, device=None):
 
 
 # --- training ---
-def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict:
+def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=None) -> dict:
     t_start = time.perf_counter()
+    if dist is not None and dist[1] > 1:
+        raise SpecError([Problem("--nproc", "a GAN trains in one process (its two networks take turns on "
+                                            "every batch); drop --nproc", "netspec train")])
     check(spec)
     tr, g = spec.train, spec.gan
     parts.set_threads(tr)
@@ -646,7 +649,8 @@ def evaluate(spec, state, split="test") -> dict:
     gan, scale, info = restore(spec, state)
     data = D.load(spec)
     if split not in data.splits:
-        raise SpecError([spec.problem(("data",), f"the data has no '{split}' split (set data.{split}_split)")])
+        raise SpecError([spec.problem(("data",), f"the data has no '{split}' split: use --split train, or "
+                                                 f"set data.{split}_split")])
     x, y = data.splits[split]
     labels = y if spec.gan.conditional else None
     out = Losses(spec.gan).prob(gan.score(scale.to_gen(x), labels))
