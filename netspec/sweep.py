@@ -380,13 +380,23 @@ def _argv(job: dict) -> list[str]:
     return [job["folder"]] + (["--resume"] if job["resume"] else [])
 
 
+def forkserver():
+    """The context whose server imports PRELOAD once; started now, so its imports overlap
+    with the checks the sweep does before its first trial. None where fork is missing."""
+    import multiprocessing as mp
+    if not FORKSERVER or "forkserver" not in mp.get_all_start_methods():
+        return None
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)  # takes effect when the server starts (once)
+    from multiprocessing import forkserver as server
+    server.ensure_running()
+    return ctx
+
+
 class Forked:
     """A trial process forked from the preloaded server, with Popen's few methods used here."""
 
-    def __init__(self, job: dict):
-        import multiprocessing as mp
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(PRELOAD)  # takes effect when the server starts (once)
+    def __init__(self, job: dict, ctx):
         self.proc = ctx.Process(target=_forked_trial, args=(job,), daemon=False)
         self.proc.start()
         self.pid = self.proc.pid
@@ -430,9 +440,9 @@ def start(job: dict):
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume' if job['resume'] else 'start'} "
                   f"({job['threads']} threads)\n")
         log.flush()
-        import multiprocessing as mp
-        if FORKSERVER and "forkserver" in mp.get_all_start_methods():
-            return Forked(job)
+        ctx = forkserver()
+        if ctx is not None:
+            return Forked(job, ctx)
         return subprocess.Popen([job["python"], "-m", "netspec.sweep", *_argv(job)], stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env={**os.environ, **_env(job)}, cwd=job["cwd"])
@@ -534,7 +544,8 @@ def run_local(jobs: list[dict], workers: int, board) -> None:
         while queue or running:
             while queue and len(running) < workers:
                 job = queue.pop(0)
-                running[start(job)] = (job, time.time())
+                proc = start(job)
+                running[proc] = (job, time.time())
                 board.started(job["trial"])
             for p in [p for p in running if p.poll() is not None]:
                 job, t0 = running.pop(p)
@@ -732,6 +743,8 @@ def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resum
     if executor not in EXECUTORS:
         raise SpecError([Problem("", f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}",
                                  "--executor")])
+    if executor == "local" and not dry_run:
+        forkserver()
     trials, dups = expand(spec)
     metric, mode, tags = metric_of(spec, trials[0].spec)
     ax = axes(spec)
@@ -814,7 +827,8 @@ def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resum
         if ray is not None and started:
             ray.shutdown()
     write_results(result, tags)
-    print(format_leaderboard(result, tags))
+    if not quiet:
+        print(format_leaderboard(result, tags))
     best = result.best
     say(f"{spec.name}: {len(trials) - result.failed} ok, {result.failed} failed"
         + (f"; best {metric} {_score(best, metric):.4f}: {best.name}" if best else "")

@@ -18,7 +18,7 @@ from conftest import ROOT, netspec_command, run_cli
 
 import netspec.spec as S
 from netspec.errors import SpecError
-from netspec.sweep import expand, safe_name, short_names
+from netspec.sweep import expand, run_sweep, safe_name, short_names
 
 BASE = """
 name: tiny
@@ -154,22 +154,29 @@ def test_every_bad_value_and_path_is_reported_at_its_line(write_spec):
     assert "list of 4 items" in index.message
 
 
-def test_cli_bad_sweep_exits_2_without_traceback_and_dry_run_lists_trials(write_spec, tmp_path):
+def test_cli_bad_sweep_exits_2_without_traceback(write_spec):
     bad = run_cli("train", write_spec(BAD), "--dry-run")
     assert bad.returncode == 2, bad.stderr
     assert "Traceback" not in bad.stderr + bad.stdout
     assert "4 problems found." in bad.stderr
     assert all(line.startswith(f"{write_spec(BAD)}:") for line in bad.stderr.splitlines()[:-1])
-    # the metric must be one the trials write
-    metric = run_cli("train", write_spec(BASE + "sweep: {grid: {optimizer.sgd.lr: [0.1]}, metric: val/acc}\n",
-                                         "m.yaml"), "--dry-run")
-    assert metric.returncode == 2 and "sweep.metric: 'val/acc' is not a metric" in metric.stderr
-    assert "did you mean 'val/accuracy'" in metric.stderr
-    dry = run_cli("train", write_spec(BASE + "sweep: {grid: {optimizer.sgd.lr: [0.1, 0.01]}}\n", "ok.yaml"),
-                  "--dry-run", "--out", tmp_path / "out")
-    assert dry.returncode == 0, dry.stderr
-    assert "2 trials" in dry.stdout and "lr=0.1" in dry.stdout and "lr=0.01" in dry.stdout
-    assert not (tmp_path / "out").exists()  # a dry run writes nothing
+
+
+def test_sweep_metric_must_be_a_metric_the_trials_write(write_spec):
+    path = write_spec(BASE + "sweep: {grid: {optimizer.sgd.lr: [0.1]}, metric: val/acc}\n")
+    with pytest.raises(SpecError) as e:
+        expand(S.load(path))
+    (p,) = e.value.problems
+    assert p.path == "sweep.metric" and "did you mean 'val/accuracy'" in p.message
+    assert path.read_text().splitlines()[p.line - 1][p.col - 1:].startswith("val/acc}")
+
+
+def test_dry_run_lists_the_trials_and_writes_nothing(write_spec, tmp_path, capsys):
+    spec = load(write_spec, "sweep: {grid: {optimizer.sgd.lr: [0.1, 0.01]}}\n")
+    assert run_sweep(spec, out=tmp_path / "out", dry_run=True) is None
+    out = capsys.readouterr().out
+    assert "2 trials" in out and "lr=0.1" in out and "lr=0.01" in out
+    assert not (tmp_path / "out").exists()
 
 
 def test_trial_names_are_short_unique_and_filesystem_safe():
