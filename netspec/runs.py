@@ -139,10 +139,9 @@ def run(spec, out="runs", resume=False, progress=True, overwrite=False, folder=N
     """Train one spec (or its sweep) into OUT/<name>/."""
     if spec.sweep is not None and folder is None:
         from .sweep import run_sweep
-        return run_sweep(spec, out=out, resume=resume, quiet=not progress, **kw)
-    mod = runner(spec.kind)
-    folder = prepare(spec, out, resume=resume, overwrite=overwrite, folder=folder)
-    metrics = mod.fit(spec, folder, resume=resume, progress=progress)
+        return run_sweep(spec, out=out, resume=resume, quiet=not progress, overwrite=overwrite, **kw)
+    folder = prepare(spec, out, resume=resume, overwrite=overwrite, folder=folder)  # refuses fast, before torch
+    metrics = runner(spec.kind).fit(spec, folder, resume=resume, progress=progress)
     return RunResult(folder, metrics)
 
 

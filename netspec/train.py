@@ -355,7 +355,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
         metrics = dict(load_checkpoint(ckpt_dir / "last.pt").get("metrics") or {})
     if "test" in splits and main:
         best_file = ckpt_dir / "best.pt"
-        if best_file.exists():
+        if best_file.exists() and mon.best_epoch != epoch:  # (the model in hand is the best one)
             model.load_state_dict(load_checkpoint(best_file)["model"])
         tx, ty, tl = splits["test"]
         test = evaluate_split(model, objective, names, tx, ty, tl, tr.batch_size, device).result("test")

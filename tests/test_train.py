@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,7 +122,11 @@ def test_event_files_hold_step_and_epoch_scalars_and_the_graph(trained):
     tags = set(ea.Tags()["scalars"])
     assert {"train/loss", "train/accuracy", "val/loss", "val/accuracy", "val/top_k_accuracy",
             "test/accuracy", "test/loss", "epoch"} <= tags
-    assert ea.Tags()["graph"]
+    # the graph: one node per layer, named and wired as in the spec, with output shapes
+    graph = {n.name: n for n in ea.Graph().node}
+    assert list(graph) == ["input", "linear_1", "linear_1_relu", "dropout_1", "linear_2"]
+    assert list(graph["linear_2"].input) == ["dropout_1"] and graph["linear_2"].op == "Linear"
+    assert [d.size for d in graph["linear_1"].attr["_output_shapes"].list.shape[0].dim] == [-1, 16]
     # per-step loss: every log_every steps plus each epoch's tail, up to the last step
     steps = [s for s, _ in scalars(ea, "train/loss")]
     assert steps == sorted(set(steps)) and steps[0] == 8 and steps[-1] == m["steps"]
@@ -392,3 +398,11 @@ def test_python_api_after_the_module_was_imported(write_spec, tmp_path):
     import netspec.train  # noqa: F401 (importing the module must not break the function)
     r = netspec.train(netspec.load(write_spec(TINY), ["train.epochs=1"]), out=tmp_path / "r", progress=False)
     assert r.metrics["epochs"] == 1 and (r.folder / "metrics.json").exists()
+
+
+def test_example_script_trains_and_reads_the_metrics(tmp_path):
+    r = subprocess.run([sys.executable, Path(__file__).parent.parent / "examples" / "train_digits.py", "--epochs", "1", "--out", tmp_path],
+                       capture_output=True, text=True, env={**os.environ, "NETSPEC_THREADS": "1"})
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "digits-cnn-example" / "metrics.json").read_text())
+    assert m["epochs"] == 1 and f"test accuracy {m['test/accuracy']:.4f}" in r.stdout
