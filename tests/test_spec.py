@@ -542,3 +542,10 @@ def test_validation_and_schema_do_not_import_torch():
     """)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_keys_that_look_like_pydantic_internals():
+    """pydantic names union members like 'list[int]'; a user's key of that look is still a key."""
+    ps = problems("n[ame: dag\nlist[x]: 1\nmodel: {input_shape: [3], layers: [relu]}\n")
+    assert [(p.path, p.line) for p in ps] == [("n[ame", 1), ("list[x]", 2)]
+    assert ps[0].message == "unknown key 'n[ame'; did you mean 'name'?"

@@ -196,8 +196,26 @@ def _message(err: dict, loc: tuple, root: type) -> str:
 
 def _member_tag(part) -> bool:
     """Is this loc part the name of a union member (pydantic adds one per member tried)?"""
-    return isinstance(part, str) and ("[" in part or part in (
+    return isinstance(part, str) and (bool(re.fullmatch(r"[a-z][a-z-]*\[.*\]", part)) or part in (
         "int", "float", "str", "bool", "none", "constrained-int", "constrained-float", "constrained-str"))
+
+
+def _members_cut(loc: tuple, data: Any) -> tuple[tuple, int]:
+    """(loc without union member names, index of the first one in loc). A part that is a
+    key written in the file is never taken for a member name."""
+    out, node, cut = [], data, None
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif _member_tag(part):
+            cut = i if cut is None else cut
+            continue
+        else:
+            node = None
+        out.append(part)
+    return tuple(out), len(loc) if cut is None else cut
 
 
 def _best(group: list[dict]) -> tuple[dict, str | None]:
@@ -218,13 +236,13 @@ def _problems(e: ValidationError, source: Source, root: type) -> list[Problem]:
     groups: dict[tuple, list[dict]] = {}
     for err in e.errors():  # a value failing every member of a union errs once per member
         loc = tuple(err["loc"])
-        cut = next((i for i, p in enumerate(loc) if _member_tag(p)), len(loc))
+        cut = _members_cut(loc, source.data)[1]
         groups.setdefault(loc[:cut], []).append(err)
     seen, out = set(), []
     for group in groups.values():
         err, text = _best(group)
         # drop the union member names from the loc: ('optimizer','function-before[...]',...)
-        loc = tuple(p for p in err["loc"] if not _member_tag(p))
+        loc = _members_cut(tuple(err["loc"]), source.data)[0]
         path = _file_path(loc, source.data)
         if err["type"] == "missing" and any(
                 e["type"] == "extra_forbidden" and len(e["loc"]) == len(err["loc"]) and e["loc"][:-1] == err["loc"][:-1]
