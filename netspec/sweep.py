@@ -208,13 +208,15 @@ def _fmt(v) -> str:
 
 
 def short_names(paths: list[str]) -> dict[str, str]:
-    """The shortest unique tail of each path: optimizer.adam.lr -> lr, and 1.linear / 3.linear
-    when two paths end alike."""
+    """The shortest unique tail of each path that does not start at a list index:
+    optimizer.adam.lr -> lr; layers.1.linear and layers.3.linear when two paths end alike."""
     out = {}
     for p in paths:
         parts = p.split(".")
         for n in range(1, len(parts) + 1):
             tail = ".".join(parts[-n:])
+            if parts[-n].isdigit() and n < len(parts):
+                continue  # `layers.2`, not a bare `2`
             if not any(q != p and (q == tail or q.endswith("." + tail)) for q in paths):
                 break
         out[p] = tail
@@ -314,7 +316,7 @@ def metric_of(spec, trial_spec) -> tuple[str, str, list[str]]:
     mod = runner(trial_spec.kind)
     tags = mod.produced_tags(trial_spec) if hasattr(mod, "produced_tags") else []
     monitor = mod.check_monitor(trial_spec) if hasattr(mod, "check_monitor") else trial_spec.train.monitor
-    metric = spec.sweep.metric or monitor
+    metric = spec.sweep.metric or monitor or trial_spec.train.monitor
     if tags and metric not in tags:
         raise SpecError([spec.problem(("sweep", "metric"), f"'{metric}' is not a metric the trials write"
                                                            f"{suggest(metric, tags)}")])
@@ -631,7 +633,9 @@ def leaderboard(trials: list[Trial], metric: str, mode: str) -> list[Trial]:
 
 
 def _columns(result: SweepResult, tags: list[str]) -> list[str]:
-    return [result.metric] + [t for t in tags if t != result.metric]
+    """The sweep metric, then every other tag (those a kind declares, then any a trial wrote)."""
+    seen = [k for t in result.trials for k in t.metrics if "/" in k]
+    return list(dict.fromkeys([result.metric, *tags, *seen]))
 
 
 def write_results(result: SweepResult, tags: list[str]) -> None:
@@ -756,8 +760,9 @@ def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resum
     say = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     if dry_run:
         print(f"{spec.name}: {len(trials)} trials ({how}), all valid; would write {folder}/<trial>/")
+        w = max(len(t.name) for t in trials)
         for t in trials:
-            print(f"  {t.name}\t" + "  ".join(f"{p}={_cell(v)}" for p, v in t.params.items()))
+            print(f"  {t.name:<{w}}  " + "  ".join(f"{p}={_cell(v)}" for p, v in t.params.items()))
         return None
     result = SweepResult(folder, trials, metric, mode)
     if resume:

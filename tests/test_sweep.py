@@ -180,8 +180,9 @@ def test_dry_run_lists_the_trials_and_writes_nothing(write_spec, tmp_path, capsy
 
 
 def test_trial_names_are_short_unique_and_filesystem_safe():
-    assert short_names(["optimizer.adam.lr", "model.layers.1.linear", "model.layers.3.linear"]) == {
-        "optimizer.adam.lr": "lr", "model.layers.1.linear": "1.linear", "model.layers.3.linear": "3.linear"}
+    assert short_names(["optimizer.adam.lr", "model.layers.1.linear", "model.layers.3.linear", "model.layers.2"]) == {
+        "optimizer.adam.lr": "lr", "model.layers.1.linear": "layers.1.linear", "model.layers.3.linear": "layers.3.linear",
+        "model.layers.2": "layers.2"}
     taken = set()
     names = [safe_name(x, taken) for x in ("act=a/b", "act=a b", "ACT=A B", "x=" + "9" * 300)]
     assert names[:3] == ["act=a_b", "act=a_b-2", "ACT=A_B-3"]  # unique even on case-blind file systems
