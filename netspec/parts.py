@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from contextlib import nullcontext
@@ -287,7 +288,9 @@ class Progress:
     def start_epoch(self, epoch):
         self.epoch, self.t0, self.seen = epoch, time.perf_counter(), 0
 
-    def step(self, step: int, loss: float, n: int):
+    def step(self, step: int, loss: float, n: int, running=None):
+        """After each step; `running()` (called only when the line is redrawn, ~10 times a
+        second) gives the epoch's running metrics, e.g. {"loss": 0.31, "accuracy": 0.9}."""
         self.seen += n
         if not (self.enabled and self.tty):
             return
@@ -299,8 +302,11 @@ class Progress:
         done = int(width * step / max(self.steps, 1))
         bar = "#" * done + "." * (width - done)
         rate = self.seen / max(now - self.t0, 1e-9)
-        self.stream.write(f"\repoch {self.epoch}/{self.epochs} [{bar}] {step}/{self.steps} "
-                          f"loss {loss:.4f} {rate:,.0f} samples/s ")
+        shown = running() if running is not None else {"loss": loss}
+        values = " ".join(f"{k} {v:.4f}" for k, v in shown.items())
+        line = f"epoch {self.epoch}/{self.epochs} [{bar}] {step}/{self.steps} {rate:,.0f} samples/s  {values}"
+        cols = shutil.get_terminal_size().columns - 1  # a wrapped line could not be redrawn in place
+        self.stream.write("\r" + line[:cols] + "\033[K")
         self.stream.flush()
 
     def end_epoch(self, metrics: dict, extra: str = ""):

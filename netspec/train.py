@@ -117,6 +117,11 @@ class Metrics:
                 d = out - y.float().reshape(out.shape)
                 self._add(m.type, (d.abs() if m.type == "mae" else d * d).sum(), d.numel())
 
+    def running(self) -> dict:
+        """The epoch so far, for the progress line."""
+        return {"loss": self.loss / max(self.n, 1),
+                **{k: float(v) / max(self.counts[k], 1) for k, v in self.sums.items()}}
+
     def result(self, prefix: str) -> dict:
         res = {f"{prefix}/loss": self.loss / max(self.n, 1)}
         for m in self.names:
@@ -305,7 +310,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
             if tb is not None and step % tr.log_every == 0:
                 _log_step(tb, model, log_loss / log_n, step, verbosity)
                 log_loss, log_n = 0.0, 0
-            bar.step(i, lv, len(idx))
+            bar.step(i, lv, len(idx), train_m.running)
         if tb is not None and log_n:  # the epoch's last steps, so every step is in the curve
             _log_step(tb, model, log_loss / log_n, step, verbosity)
         metrics = train_m.result("train")

@@ -360,6 +360,20 @@ def test_regression_with_mse_and_mae(write_spec, tmp_path):
     assert m["val/mse"] == pytest.approx(m["val/loss"], rel=1e-5)  # the loss is the mean squared error
     mae = [v for _, v in scalars(events(r.folder), "val/mae")]
     assert len(mae) == 4 and mae[-1] < 0.5 * mae[0]
+    # evaluate and predict normalise inputs with the run's own training statistics
+    assert evaluate_run(r.folder, split="val", which="last") == pytest.approx(
+        {k: m[k] for k in ("val/loss", "val/mae", "val/mse")}, abs=1e-6)
+    x = np.random.default_rng(1).normal(size=(3, 5)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    out = tmp_path / "pred.jsonl"
+    predict_run(r.folder, tmp_path / "x.npz", which="last", output=out)
+    state = load_checkpoint(r.folder / "checkpoints" / "last.pt")
+    model = netspec.build(netspec.load(r.folder / "spec.yaml"))
+    model.load_state_dict(state["model"])
+    stats = state["data"]["stats"]
+    want = model.eval()((torch.from_numpy(x) - stats["shift"]) / stats["scale"]).detach()
+    got = torch.tensor([json.loads(line)["value"] for line in out.read_text().splitlines()])
+    assert torch.allclose(got, want, atol=1e-5)
 
 
 @pytest.mark.parametrize("loss", ["mse", "bce_with_logits"])
@@ -406,3 +420,10 @@ def test_example_script_trains_and_reads_the_metrics(tmp_path):
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "digits-cnn-example" / "metrics.json").read_text())
     assert m["epochs"] == 1 and f"test accuracy {m['test/accuracy']:.4f}" in r.stdout
+
+
+@pytest.mark.parametrize("name, least", [("digits_mlp", 0.97), ("digits_cnn", 0.98)])
+def test_digits_specs_reach_high_test_accuracy(tmp_path, name, least):
+    spec = netspec.load(Path(__file__).parent.parent / "specs" / f"{name}.yaml", ["train.threads=1"])
+    r = netspec.train(spec, out=tmp_path, progress=False)
+    assert r.metrics["test/accuracy"] >= least
