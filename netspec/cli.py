@@ -118,6 +118,9 @@ def train(spec_file, overrides, out, resume, overwrite, workers, executor, nproc
         click.echo(f"{spec_file}: valid; would train '{spec.name}' into {out}/{spec.name}/")
         return
     from .distributed import launch, rank_env, run_rank
+    if nproc > 1 and spec.kind != "network":  # checked once here, not once per rank
+        raise SpecError([spec.problem(("kind",), f"--nproc (data-parallel training) is for kind: network; "
+                                                 f"a {spec.kind} trains in one process: drop --nproc")])
     if nproc > 1:
         launch(spec_file, overrides, out=out, nproc=nproc, resume=resume, overwrite=overwrite)
         return
