@@ -160,7 +160,8 @@ def predict(run_dir, inputs, checkpoint, output):
 
 @main.command()
 @click.argument("run_dir")
-@click.option("--n", default=64, show_default=True, type=click.IntRange(1), help="How many samples.")
+@click.option("--n", default=None, type=click.IntRange(1),
+              help="How many samples  [default: 64 images for a GAN, 1 text for a language model]")
 @click.option("--out", "out_file", default=None, help="GAN: PNG file for the image grid.")
 @click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--prime", default="", help="Language model: text to start from.")

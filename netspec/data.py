@@ -295,16 +295,21 @@ def check_fits(spec, data: Dataset, out_shape: tuple) -> None:
         raise SpecError(problems)
 
 
-# --- text sources (netspec/text.py): loaders, and the vocabulary sizes compiling needs ---
-from .text import CONTEXTS, use_vocab, vocab_context  # noqa: E402 (text.py builds on the names above)
-from .text import SOURCES as _TEXT_SOURCES  # noqa: E402
-
-SOURCES.update(_TEXT_SOURCES)
+# --- text sources: netspec/text.py adds its loaders to SOURCES when imported ---
+from . import text as _text  # noqa: E402 (text.py builds on the names above)
 
 
 def context(spec) -> dict:
     """What compiling takes from the data (vocabulary sizes); {} for sources without a vocabulary."""
-    if spec.data is None or spec.data.source.type not in CONTEXTS:
+    if spec.data is None or spec.data.source.type not in _text.CONTEXTS:
         return {}
-    return CONTEXTS[spec.data.source.type](spec)
+    return _text.CONTEXTS[spec.data.source.type](spec)
+
+
+def vocab_context(vocab: list[str]) -> dict:
+    return _text.vocab_context(vocab)
+
+
+def use_vocab(spec, vocab) -> None:
+    _text.use_vocab(spec, vocab)
 

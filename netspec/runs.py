@@ -181,4 +181,6 @@ def sample_run(run_dir, which="last", **kw):
     if not hasattr(mod, "sample"):
         raise SpecError([Problem("kind", f"'{spec.kind}' runs cannot be sampled; 'netspec sample' is for "
                                          "GANs and language models", str(run_dir))])
+    if kw.get("n") is None:  # a GAN's grid shows many samples; a language model's text is long
+        kw["n"] = 64 if spec.kind == "gan" else 1
     return mod.sample(spec, load_checkpoint(checkpoint_path(run_dir, which)), Path(run_dir), **kw)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Arrays, fail, split_indices
+from . import data as D
 from .errors import RunError, SpecError
 
 PAD, GO, EOS, UNK = "<PAD>", "<GO>", "<EOS>", "<UNK>"
@@ -71,19 +71,19 @@ def read_text(spec, path: str, key: str = "path") -> str:
     """A whole UTF-8 text file; SpecError (at data.source.<tag>.<key>) when missing, not UTF-8 or empty."""
     p = Path(path).expanduser()
     if not p.exists():
-        fail(spec, f"no such file: {path} (relative paths start from the current directory, {Path.cwd()})", key)
+        D.fail(spec, f"no such file: {path} (relative paths start from the current directory, {Path.cwd()})", key)
     if p.is_dir():
-        fail(spec, f"{path} is a folder; name a text file", key)
+        D.fail(spec, f"{path} is a folder; name a text file", key)
     raw = p.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
-        fail(spec, f"{path} is not UTF-8 text (byte {raw[e.start]:#04x} on line {line} cannot be decoded); "
+        D.fail(spec, f"{path} is not UTF-8 text (byte {raw[e.start]:#04x} on line {line} cannot be decoded); "
                    "convert it, e.g. iconv -f latin1 -t utf-8", key)
     text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the text
     if not text.strip():
-        fail(spec, f"{path} is empty; it needs some text to learn from", key)
+        D.fail(spec, f"{path} is empty; it needs some text to learn from", key)
     return text
 
 
@@ -107,7 +107,7 @@ def _warn(message: str) -> None:
 
 
 # --- sources (data.SOURCES) ---
-def text_source(src, spec) -> Arrays:
+def text_source(src, spec) -> D.Arrays:
     """Language-model windows: x = tokens[s : s+T], y = tokens[s+1 : s+T+1]."""
     _no_normalize(spec)
     tokens = tokenize(read_text(spec, src.path), src.tokenizer, src.lowercase)
@@ -116,21 +116,21 @@ def text_source(src, spec) -> Arrays:
     T = _window(spec, "text")
     step = src.step or T
     if len(tokens) < T + 2:
-        fail(spec, f"{src.path} has {len(tokens)} {src.tokenizer} tokens; windows of {T} (model.input_shape) "
+        D.fail(spec, f"{src.path} has {len(tokens)} {src.tokenizer} tokens; windows of {T} (model.input_shape) "
                    f"need at least {T + 2}: use a longer text or a shorter input_shape", "path")
     vocab = src._vocab or sorted(set(tokens))
     index = {t: i for i, t in enumerate(vocab)}
     unknown = sorted(set(tokens) - set(index))
     if unknown:
-        fail(spec, f"{src.path} has tokens the trained model never saw: "
+        D.fail(spec, f"{src.path} has tokens the trained model never saw: "
                    f"{', '.join(map(repr, unknown[:10]))}{' ...' if len(unknown) > 10 else ''}", "path")
     ids = np.array([index[t] for t in tokens], dtype=np.int64)
     starts = np.arange(0, len(ids) - T, step)
     pos = starts[:, None] + np.arange(T)[None, :]
-    return Arrays(ids[pos], ids[pos + 1], "tokens", vocab=vocab)
+    return D.Arrays(ids[pos], ids[pos + 1], "tokens", vocab=vocab)
 
 
-def text_csv(src, spec) -> Arrays:
+def text_csv(src, spec) -> D.Arrays:
     """Texts and labels: padded token ids [N, T] and class indices."""
     _no_normalize(spec)
     T = _window(spec, "text_csv")
@@ -138,16 +138,16 @@ def text_csv(src, spec) -> Arrays:
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=src.delimiter))
     rows = [r for r in rows if r]
     if len(rows) < 2:
-        fail(spec, f"{src.path} needs a header row and at least one data row", "path")
+        D.fail(spec, f"{src.path} needs a header row and at least one data row", "path")
     header = rows[0]
     for key, col in (("text", src.text), ("label", src.label)):
         if col not in header:
-            fail(spec, f"no column '{col}' in {src.path}; columns: {', '.join(header)}", key)
+            D.fail(spec, f"no column '{col}' in {src.path}; columns: {', '.join(header)}", key)
     ti, li = header.index(src.text), header.index(src.label)
     texts, labels = [], []
     for n, r in enumerate(rows[1:], 2):
         if len(r) != len(header):
-            fail(spec, f"{src.path} row {n} has {len(r)} fields, the header has {len(header)} "
+            D.fail(spec, f"{src.path} row {n} has {len(r)} fields, the header has {len(header)} "
                        "(quote texts that contain the delimiter)", "path")
         texts.append(tokenize(r[ti], src.tokenizer, src.lowercase))
         labels.append(r[li].strip())
@@ -155,7 +155,7 @@ def text_csv(src, spec) -> Arrays:
                         "model.input_shape")
     # the vocabulary comes from the train split only: a validation or test word the model
     # never trained on is <UNK>, as it would be for new text
-    idx = split_indices(len(texts), spec.data.validation_split, spec.data.test_split, spec.seed)
+    idx = D.split_indices(len(texts), spec.data.validation_split, spec.data.test_split, spec.seed)
     vocab = src._vocab or build_vocab([texts[i] for i in idx["train"]], CLASSIFIER_SPECIALS, src.min_freq,
                                       src.max_vocab)
     index = {t: i for i, t in enumerate(vocab)}
@@ -164,10 +164,10 @@ def text_csv(src, spec) -> Arrays:
         x[i, :len(toks)] = encode(toks, index)
     classes = sorted(set(labels))
     if len(classes) < 2:
-        fail(spec, f"column '{src.label}' of {src.path} has a single label ({classes[0]!r}); "
+        D.fail(spec, f"column '{src.label}' of {src.path} has a single label ({classes[0]!r}); "
                    "a classifier needs two or more", "label")
     y = np.array([classes.index(v) for v in labels], dtype=np.int64)
-    return Arrays(x, y, "classification", classes, vocab)
+    return D.Arrays(x, y, "classification", classes, vocab)
 
 
 def fit_lengths(spec, seqs: list[list], limit: int, too_long: str, what: str, where: tuple, limit_name: str):
@@ -186,11 +186,11 @@ def fit_lengths(spec, seqs: list[list], limit: int, too_long: str, what: str, wh
 def _pairs_only(spec):
     if spec.kind != "seq2seq":
         tag = spec.data.source.type
-        fail(spec, f"the {tag} source gives sequence pairs (source -> target): use it in a "
+        D.fail(spec, f"the {tag} source gives sequence pairs (source -> target): use it in a "
                    "'kind: seq2seq' spec; a network reads text through the text or text_csv source")
 
 
-def tsv(src, spec) -> Arrays:
+def tsv(src, spec) -> D.Arrays:
     _pairs_only(spec)
     x, y = [], []
     for n, line in enumerate(read_text(spec, src.path).splitlines(), 1):
@@ -198,22 +198,22 @@ def tsv(src, spec) -> Arrays:
             continue
         cols = line.split("\t")
         if len(cols) != 2:
-            fail(spec, f"{src.path} line {n} has {len(cols)} column{'s' if len(cols) != 1 else ''}; each line "
+            D.fail(spec, f"{src.path} line {n} has {len(cols)} column{'s' if len(cols) != 1 else ''}; each line "
                        "is 'source<TAB>target'", "path")
         a, b = (tokenize(c, src.tokenizer, src.lowercase) for c in cols)
         if not a or not b:
-            fail(spec, f"{src.path} line {n} has an empty {'source' if not a else 'target'}", "path")
+            D.fail(spec, f"{src.path} line {n} has an empty {'source' if not a else 'target'}", "path")
         x.append(a)
         y.append(b)
-    return Arrays(x, y, "pairs")
+    return D.Arrays(x, y, "pairs")
 
 
-def parallel(src, spec) -> Arrays:
+def parallel(src, spec) -> D.Arrays:
     _pairs_only(spec)
     a = read_text(spec, src.source, "source").splitlines()
     b = read_text(spec, src.target, "target").splitlines()
     if len(a) != len(b):
-        fail(spec, f"{src.source} has {len(a)} lines but {src.target} has {len(b)}; line i of one pairs "
+        D.fail(spec, f"{src.source} has {len(a)} lines but {src.target} has {len(b)}; line i of one pairs "
                    "with line i of the other", "target")
     x, y = [], []
     for n, (s, t) in enumerate(zip(a, b), 1):
@@ -221,35 +221,39 @@ def parallel(src, spec) -> Arrays:
         if not s and not t:
             continue
         if not s or not t:
-            fail(spec, f"line {n}: {'source' if not s else 'target'} is empty but its pair is not",
+            D.fail(spec, f"line {n}: {'source' if not s else 'target'} is empty but its pair is not",
                  "source" if not s else "target")
         x.append(s)
         y.append(t)
-    return Arrays(x, y, "pairs")
+    return D.Arrays(x, y, "pairs")
 
 
-def sort_letters(src, spec) -> Arrays:
+def sort_letters(src, spec) -> D.Arrays:
     """Distinct random words (seeded) and their letters sorted."""
     _pairs_only(spec)
     letters = list(src.alphabet)
     possible = sum(len(letters) ** n for n in range(src.min_length, src.max_length + 1))
     if src.samples > possible // 2:
-        fail(spec, f"only {possible:,} distinct words exist with {len(letters)} letters and lengths "
+        D.fail(spec, f"only {possible:,} distinct words exist with {len(letters)} letters and lengths "
                    f"{src.min_length}-{src.max_length}; ask for at most {possible // 2:,} samples", "samples")
     rng = np.random.default_rng(spec.seed)
     seen, words = set(), []
-    while len(words) < src.samples:
-        n = int(rng.integers(src.min_length, src.max_length + 1))
-        w = "".join(rng.choice(letters, n))
-        if w not in seen:
-            seen.add(w)
-            words.append(w)
+    while len(words) < src.samples:  # draws in bulk (a draw per word is slow); repeats are skipped
+        need = src.samples - len(words) + 16
+        lengths = rng.integers(src.min_length, src.max_length + 1, need)
+        picks = rng.integers(0, len(letters), (need, src.max_length))
+        for n, row in zip(lengths.tolist(), picks.tolist()):
+            w = "".join(letters[i] for i in row[:n])
+            if w not in seen and len(words) < src.samples:
+                seen.add(w)
+                words.append(w)
     order = {c: i for i, c in enumerate(letters)}  # sorted by the alphabet as written
-    return Arrays([list(w) for w in words], [sorted(w, key=order.get) for w in words], "pairs")
+    return D.Arrays([list(w) for w in words], [sorted(w, key=order.get) for w in words], "pairs")
 
 
 SOURCES = {"text": text_source, "text_csv": text_csv, "tsv": tsv, "parallel": parallel,
            "sort_letters": sort_letters}
+D.SOURCES.update(SOURCES)
 
 
 def _loaded_context(spec) -> dict:
