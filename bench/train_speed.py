@@ -8,9 +8,10 @@
 3. bare:       a loop slicing preloaded tensors, nothing else
 
 All three train the same network (same layers, init, optimizer, batch size, epochs, data
-split), validate every epoch and test at the end. Reported per way: wall time of the whole
-process, time inside the training function, peak RSS (from wait4), test accuracy; then
-the ratios netspec / dataloader and netspec / bare.
+split), validate every epoch and test at the end. Reported per way: wall time and CPU time
+(user + sys) of the whole process, time inside the training function (from loading the
+data to the test), peak RSS (from wait4), test accuracy; then the ratios netspec /
+dataloader and netspec / bare. On a shared machine, CPU time is the steadier figure.
 """
 from __future__ import annotations
 
@@ -30,12 +31,14 @@ SEED, BATCH, LR, VAL, TEST = 0, 64, 0.002, 0.1, 0.2
 
 
 # --- the two hand-written loops (run in a child process) ---
-def hand_written(mode: str, epochs: int) -> dict:
+def hand_written(mode: str, epochs: int, threads: int = 0) -> dict:
     import numpy as np
     import torch
     from torch import nn
-    t0 = time.perf_counter()  # like netspec's metrics.json 'seconds': from data loading to the test
     from sklearn.datasets import load_digits
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()  # like netspec's metrics.json 'seconds': from loading the data to the test
 
     torch.manual_seed(SEED)
     d = load_digits()
@@ -94,14 +97,14 @@ def hand_written(mode: str, epochs: int) -> dict:
 
 
 # --- the driver ---
-def run_child(way: str, epochs: int, tmp: Path) -> dict:
+def run_child(way: str, epochs: int, tmp: Path, threads: int) -> dict:
     """One whole process; wall time and peak RSS come from outside it."""
     if way == "netspec":
         out = tmp / f"runs-{time.monotonic_ns()}"
         cmd = [sys.executable, "-m", "netspec.cli", "train", str(SPEC), "--out", str(out),
-               "--set", f"train.epochs={epochs}"]
+               "--set", f"train.epochs={epochs}"] + (["--set", f"train.threads={threads}"] if threads else [])
     else:
-        cmd = [sys.executable, __file__, "--child", way, "--epochs", str(epochs)]
+        cmd = [sys.executable, __file__, "--child", way, "--epochs", str(epochs), "--threads", str(threads)]
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     _, status, usage = os.wait4(p.pid, 0)
@@ -114,40 +117,43 @@ def run_child(way: str, epochs: int, tmp: Path) -> dict:
         m = json.loads((out / "digits-cnn" / "metrics.json").read_text())
     else:
         m = json.loads(stdout.strip().splitlines()[-1])
-    return {"wall": wall, "loop": m["seconds"], "rss_mb": usage.ru_maxrss / 1024,
-            "acc": m["test/accuracy"]}
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "loop": m["seconds"],
+            "rss_mb": usage.ru_maxrss / 1024, "acc": m["test/accuracy"]}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads for all three (default: torch's own)")
     ap.add_argument("--child", choices=["dataloader", "bare"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(hand_written(a.child, a.epochs)))
+        print(json.dumps(hand_written(a.child, a.epochs, a.threads)))
         return
     ways = ["netspec", "dataloader", "bare"]
     res: dict[str, list[dict]] = {w: [] for w in ways}
-    print(f"digits CNN, {a.epochs} epochs, {a.reps} alternating repetitions, "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    print(f"digits CNN, {a.epochs} epochs, {a.reps} alternating repetitions, threads {a.threads or 'default'}, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} before")
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(a.reps):
             order = ways[rep % 3:] + ways[:rep % 3]  # rotate so no way always runs first
             for w in order:
-                r = run_child(w, a.epochs, Path(tmp))
+                r = run_child(w, a.epochs, Path(tmp), a.threads)
                 res[w].append(r)
-                print(f"  rep {rep + 1} {w:<10} wall {r['wall']:6.2f}s  loop {r['loop']:6.2f}s  "
+                print(f"  rep {rep + 1} {w:<10} wall {r['wall']:6.2f}s  cpu {r['cpu']:6.2f}s  loop {r['loop']:6.2f}s  "
                       f"peak RSS {r['rss_mb']:6.0f} MB  test acc {r['acc']:.4f}", flush=True)
     med = {w: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for w, rs in res.items()}
     print("\nmedians:")
-    print(f"  {'way':<10} {'wall s':>7} {'loop s':>7} {'peak RSS MB':>12} {'test acc':>9}")
+    print(f"  {'way':<10} {'wall s':>7} {'cpu s':>7} {'loop s':>7} {'peak RSS MB':>12} {'test acc':>9}")
     for w in ways:
         m = med[w]
-        print(f"  {w:<10} {m['wall']:7.2f} {m['loop']:7.2f} {m['rss_mb']:12.0f} {m['acc']:9.4f}")
+        print(f"  {w:<10} {m['wall']:7.2f} {m['cpu']:7.2f} {m['loop']:7.2f} {m['rss_mb']:12.0f} {m['acc']:9.4f}")
+    print(f"load average {os.getloadavg()[0]:.2f} after")
     n, dl, bare = med["netspec"], med["dataloader"], med["bare"]
     print("\nratios (netspec / other; < 1 means netspec is faster):")
     print(f"  wall: vs dataloader {n['wall'] / dl['wall']:.3f}   vs bare {n['wall'] / bare['wall']:.3f}")
+    print(f"  cpu:  vs dataloader {n['cpu'] / dl['cpu']:.3f}   vs bare {n['cpu'] / bare['cpu']:.3f}")
     print(f"  loop: vs dataloader {n['loop'] / dl['loop']:.3f}   vs bare {n['loop'] / bare['loop']:.3f}")
     print(f"  peak RSS: vs dataloader {n['rss_mb'] / dl['rss_mb']:.3f} ({n['rss_mb'] - dl['rss_mb']:+.0f} MB)")
 
