@@ -143,12 +143,20 @@ class Monitor:
         self.best, self.best_epoch, self.bad = s["best"], s["best_epoch"], s["bad"]
 
 
-def check_finite(loss: float, step: int, folder) -> None:
+def check_finite(loss: float, step: int, folder, tb=None) -> None:
+    """A NaN/inf loss ends the run (RunError, exit 1). With the run's writer, the failing
+    value goes into the train/loss curve and the events are closed, so the curve up to the
+    failure is on disk."""
     if not math.isfinite(loss):
+        if tb is not None:
+            tb.add_scalar("train/loss", loss, step)
+            tb.close()
         last = folder / "checkpoints" / "last.pt"
-        where = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+        where = (f"the last good checkpoint is {last} (continue from it with --resume and e.g. "
+                 "--set train.clip_grad_norm=1)" if last.exists() else "no checkpoint was written yet")
         raise RunError(f"the loss became {loss} at step {step}: training diverged; {where}. "
-                       "Try a lower learning rate, or gradient clipping (train.clip_grad_norm)")
+                       "Or start afresh (--overwrite) with a lower learning rate or gradient clipping "
+                       "(train.clip_grad_norm)")
 
 
 def clip(train, params) -> None:

@@ -304,7 +304,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
                 opt.step()
             step += 1
             lv = loss.item()
-            parts.check_finite(lv, step, folder)
+            parts.check_finite(lv, step, folder, tb)
             train_m.add(out.detach(), yb, yb if same_labels else labels[idx] if labels is not None else None, lv)
             log_loss, log_n = log_loss + lv, log_n + 1
             if tb is not None and step % tr.log_every == 0:

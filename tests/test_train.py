@@ -301,6 +301,10 @@ def test_nan_loss_stops_with_exit_1_naming_the_step_and_checkpoint(write_spec, t
     assert per_epoch < step <= 2 * per_epoch, msg
     assert "diverged" in msg and str(tmp_path / "runs" / "reg" / "checkpoints" / "last.pt") in msg
     assert not (tmp_path / "runs" / "reg" / "metrics.json").exists()
+    # the loss curve up to the failure is on disk, ending with the bad value
+    curve = scalars(events(tmp_path / "runs" / "reg"), "train/loss")
+    assert curve[-1][0] == step and not math.isfinite(curve[-1][1])
+    assert all(math.isfinite(v) for _, v in curve[:-1])
 
 
 # --- the loop's features, in process ---
