@@ -31,11 +31,41 @@ class RunError(Exception):
     """A run that failed (diverged loss, failed trial). Exit code 1."""
 
 
+# what other libraries (Keras, TFLearn, PyTorch) call a component netspec names otherwise;
+# keys are squashed: lower case, no '_' or '-'
+KNOWN_AS = {
+    "dense": "linear", "fullyconnected": "linear", "fc": "linear",
+    "simplernn": "rnn", "upsampling1d": "upsample", "upsampling2d": "upsample",
+    "batchnormalization": "batch_norm", "layernormalization": "layer_norm", "concatenate": "concat", "maxpooling1d": "max_pool1d",
+    "maxpooling2d": "max_pool2d", "averagepooling1d": "avg_pool1d", "averagepooling2d": "avg_pool2d",
+    "avgpooling2d": "avg_pool2d", "globalaveragepooling2d": "adaptive_avg_pool2d",
+    "batchnorm1d": "batch_norm", "batchnorm2d": "batch_norm", "spatialdropout2d": "dropout2d",
+    "conv2dtranspose": "conv_transpose2d", "deconv2d": "conv_transpose2d", "logsoftmax": "log_softmax",
+    "leakyrelu": "leaky_relu", "swish": "silu", "categoricalcrossentropy": "cross_entropy",
+    "sparsecategoricalcrossentropy": "cross_entropy", "crossentropyloss": "cross_entropy",
+    "binarycrossentropy": "bce", "meansquarederror": "mse", "nllloss": "nll",
+}
+
+
+def _squash(word: str) -> str:
+    return word.lower().replace("_", "").replace("-", "")
+
+
 def suggest(word: str, choices) -> str:
-    """' (did you mean 'x'?)' for the closest valid name, or a list when nothing is close."""
+    """' (did you mean 'x'?)' for the closest valid name, or a list when nothing is close.
+    Case, '_' and other libraries' names for the same thing (Dense, MaxPooling2D) are seen through."""
     import difflib
     choices = sorted(set(map(str, choices)))
     close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    if not close:
+        known = KNOWN_AS.get(_squash(str(word)))
+        squashed = {_squash(c): c for c in choices}
+        if known in choices:
+            close = [known]
+        elif _squash(str(word)) in squashed:
+            close = [squashed[_squash(str(word))]]
+        else:
+            close = [squashed[m] for m in difflib.get_close_matches(_squash(str(word)), squashed, n=1, cutoff=0.7)]
     if close:
         return f"; did you mean '{close[0]}'?"
     if len(choices) <= 12:

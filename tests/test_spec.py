@@ -549,3 +549,19 @@ def test_keys_that_look_like_pydantic_internals():
     ps = problems("n[ame: dag\nlist[x]: 1\nmodel: {input_shape: [3], layers: [relu]}\n")
     assert [(p.path, p.line) for p in ps] == [("n[ame", 1), ("list[x]", 2)]
     assert ps[0].message == "unknown key 'n[ame'; did you mean 'name'?"
+
+
+@pytest.mark.parametrize("written,meant", [
+    ("Dense", "linear"), ("fully_connected", "linear"), ("Conv2D", "conv2d"), ("MaxPooling2D", "max_pool2d"),
+    ("BatchNormalization", "batch_norm"), ("LSTM", "lstm"), ("SimpleRNN", "rnn"), ("LeakyReLU", "leaky_relu"),
+    ("Conv2DTranspose", "conv_transpose2d"), ("UpSampling2D", "upsample"), ("Concatenate", "concat")])
+def test_other_libraries_layer_names_are_recognised(written, meant):
+    p = one(net(f"[{written}]"))
+    assert p.message == f"unknown layer '{written}'; did you mean '{meant}'?"
+
+
+def test_an_unknown_name_with_nothing_close_lists_the_known_ones():
+    p = one(net("[softplus]"))
+    assert p.message.startswith("unknown layer 'softplus'; known layers: adaptive_avg_pool2d, add, ")
+    p = one(MINIMAL + "loss: categorical_crossentropy\n")
+    assert p.message == "unknown loss 'categorical_crossentropy'; did you mean 'cross_entropy'?"

@@ -109,8 +109,9 @@ def normalize(value: Any, table: dict[str, type], what: str, siblings: tuple = (
             "component", "expected a {what} (a name such as '{example}', or 'name: arguments'), "
             "got {got}", {"what": what, "example": next(iter(table)), "got": _describe(value)})
     if not isinstance(name, str) or name not in table:
+        hint = suggest(name, table) or f"; known {what}s: {', '.join(sorted(table))}"
         raise PydanticCustomError("unknown_component", "unknown {what} '{name}'{hint}",
-                                  {"what": what, "name": str(name), "hint": suggest(name, table)})
+                                  {"what": what, "name": str(name), "hint": hint})
     cls = table[name]
     if args is None:
         args = {}
