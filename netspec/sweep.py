@@ -426,6 +426,20 @@ class Forked:
 
 def _forked_trial(job: dict) -> None:
     """The forked trial: its own folder's log as stdout/stderr, its threads, then train."""
+    # If the sweep dies (even by SIGKILL) no trial may train on unseen: the server exits when
+    # its last client closes the `alive` pipe, so a trial gives up its end (it starts no
+    # processes of its own), and asks for SIGTERM when the server, its parent, is gone.
+    from multiprocessing import forkserver as server
+    alive = getattr(server._forkserver, "_forkserver_alive_fd", None)
+    if alive is not None:
+        os.close(alive)
+        server._forkserver._forkserver_alive_fd = None
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
     os.chdir(job["cwd"])
     os.environ.update(_env(job))
     fd = os.open(Path(job["folder"]) / "trial.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -818,6 +832,7 @@ def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resum
 
     write_results(result, tags)
     board = Board(result, changed, enabled=not quiet)
+    term = _interrupt_on_sigterm()
     try:
         EXECUTORS[executor](jobs, workers, board)
     except KeyboardInterrupt:
@@ -829,6 +844,8 @@ def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resum
         raise
     finally:
         board.close()
+        if term is not None:
+            signal.signal(signal.SIGTERM, term)
         if ray is not None and started:
             ray.shutdown()
     write_results(result, tags)
@@ -839,6 +856,17 @@ def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resum
         + (f"; best {metric} {_score(best, metric):.4f}: {best.name}" if best else "")
         + f"\nresults: {folder}/results.csv   tensorboard --logdir {folder}")
     return result
+
+
+def _interrupt_on_sigterm():
+    """`kill` stops a sweep as Ctrl-C does: trials stopped, results written. Returns the old handler."""
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _read_json(path: Path) -> dict:
