@@ -172,10 +172,15 @@ def parse(text: str, file: str = "<spec>") -> Source:
 def read(path_or_text: str | Path) -> Source:
     """Read a spec from a file path, or from YAML text when it is not a path."""
     s = str(path_or_text)
-    if "\n" not in s and (s.endswith((".yaml", ".yml")) or Path(s).exists()):
+    # one line without ':' cannot be a spec (a mapping): it is a file name too
+    if "\n" not in s and (s.endswith((".yaml", ".yml")) or Path(s).exists() or ":" not in s):
         p = Path(s)
         if not p.exists():
-            raise SpecError([Problem("", f"no such spec file: {s}", s)])
+            near = [q for q in (Path(s + ".yaml"), Path(s + ".yml")) if q.exists()]
+            raise SpecError([Problem("", f"no such spec file: {s}"
+                                     + (f"; did you mean '{near[0]}'?" if near else ""), s)])
+        if p.is_dir():
+            raise SpecError([Problem("", f"{s} is a folder; give a spec file (.yaml) in it", s)])
         try:
             text = p.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:

@@ -81,6 +81,11 @@ def test_defaults_and_component_forms():
 def test_missing_file_is_a_spec_error(tmp_path):
     p = one(str(tmp_path / "nope.yaml"))
     assert "no such spec file" in p.message
+    (tmp_path / "cnn.yaml").write_text(MINIMAL)
+    p = one(str(tmp_path / "cnn"))  # a file name without its extension
+    assert p.message == f"no such spec file: {tmp_path / 'cnn'}; did you mean '{tmp_path / 'cnn.yaml'}'?"
+    p = one(str(tmp_path))
+    assert p.message.endswith("is a folder; give a spec file (.yaml) in it")
 
 
 def test_yaml_anchors_and_merge_keys_are_plain_data():
