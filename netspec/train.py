@@ -99,8 +99,8 @@ class Metrics:
         out = out.float()
         for m in self.names:
             if m.type in ("accuracy", "top_k_accuracy") and labels is not None:
-                if out.shape[-1] == 1:  # binary: logits or probabilities
-                    thr = 0.5 if self.obj.kind == "bce" else 0.0
+                if out.shape[-1] == 1:  # binary: a logit, or a probability / value near 0 or 1
+                    thr = 0.0 if self.obj.kind == "bce_with_logits" else 0.5
                     pred = (out[..., 0] > thr).long()
                     hit = pred == labels
                 elif m.type == "accuracy":
@@ -517,8 +517,8 @@ def predict(spec, state, inputs, output="-"):
         for o in scores:
             if o.shape[-1] > 1:
                 k = int(o.argmax())
-            else:  # one output: a binary classifier
-                k = int(float(o[0]) > (0.5 if what == "probabilities" else 0.0))
+            else:  # one output: a binary classifier (its logit is a probability by now)
+                k = int(float(o[0]) > 0.5)
             rows.append({"class": classes[k] if classes else k, what: [round(float(v), 6) for v in o]})
     else:
         for o in out:

@@ -102,6 +102,8 @@ def test_splits_are_seeded_and_disjoint(write_spec):
         not torch.equal(a.splits["val"][0], c.splits["val"][0])
     idx = D.split_indices(100, 0.2, 0.2, 0)
     assert len(set(np.concatenate(list(idx.values())))) == 100
+    with pytest.raises(netspec.SpecError, match="seed: must be at least 0"):
+        netspec.load(path, ["seed=-1"])
 
 
 @pytest.mark.parametrize("how", ["standard", "minmax"])

@@ -21,7 +21,7 @@ class Network(Strict):
 class BaseSpec(Strict):
     name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.=,+-]*$")]
     description: str | None = None
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0  # numpy's generators take no negative seed
     data: Data | None = None
     train: Train = Train()
     sweep: Sweep | None = None
