@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 
 import torch
 import yaml
@@ -61,6 +62,8 @@ model:
       inputs: embedding_1
     - linear: 2
 """
+# NETSPEC_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz.py  fuzzes longer
+EXAMPLES = int(os.environ.get("NETSPEC_FUZZ_EXAMPLES", "150"))
 BASES = [yaml.safe_load(p.read_text()) for p in SPECS] + [yaml.safe_load(DAG), yaml.safe_load(TOKENS)]
 # the DAG and token specs are valid on their own
 assert netspec.build(netspec.load(DAG)) is not None
@@ -145,14 +148,14 @@ def check(spec_or_text):
     return "ran"
 
 
-@settings(max_examples=150, deadline=None, database=None,
+@settings(max_examples=EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(mutated())
 def test_mutated_specs_build_or_fail_cleanly(spec):
     check(spec)
 
 
-@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES * 2 // 3, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from([DAG, TOKENS, *(p.read_text() for p in SPECS)]), st.data())
 def test_broken_yaml_text_fails_cleanly(text, data):
     """Edit the file's characters: delete, insert or replace a few at random places."""
@@ -168,6 +171,36 @@ def test_broken_yaml_text_fails_cleanly(text, data):
         elif i < len(chars):
             chars[i] = c
     check("".join(chars))
+
+
+def paths(tree, prefix=()):
+    """Every dotted path into the tree, as --set writes them."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else ()
+    for k, v in items:
+        yield ".".join(map(str, (*prefix, k)))
+        yield from paths(v, (*prefix, k))
+
+
+SET_VALUES = ["0", "-1", "3", "1.5", "true", "null", "[]", "{}", "[1, 2]", "relu", "{linear: 3}", "'x'",
+              "1e12", "[", "a: b", "!!python/name:os.system", "{adam: {lr: 0.1}}", ""]
+
+
+@settings(max_examples=EXAMPLES * 2 // 3, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(BASES), st.data())
+def test_random_set_overrides_fail_cleanly(base, data):
+    known = list(paths(base))
+    items = []
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.one_of(st.sampled_from(known), st.builds(
+            lambda p, i, h: typo(p, i, h), st.sampled_from(known), st.integers(0, 40), st.integers(0, 4)),
+            st.sampled_from(["", ".", "a..b", "model.layers.99", "model.layers.-1.x", "train.epochs.x"])))
+        value = data.draw(st.sampled_from(SET_VALUES))
+        items.append(data.draw(st.sampled_from([f"{path}={value}", path])))
+    try:
+        spec = netspec.load(copy.deepcopy(base), items)
+        compile_spec(spec)
+    except SpecError as e:
+        assert e.problems and all(p.message for p in e.problems)
 
 
 def test_mutations_reach_every_outcome():
