@@ -133,9 +133,9 @@ def check(spec_or_text):
         assert e.problems and all(str(p) for p in e.problems)
         assert all(p.message and "Input should" not in p.message for p in e.problems), str(e)
         return "error"
-    if sum(c.parameters for c in nets.values()) > 2_000_000:
+    if sum(c.parameters for c in nets.values()) > 300_000:
         return "large"
-    if spec.kind != "network" or math.prod(spec.model.input_shape) > 100_000:
+    if spec.kind != "network" or math.prod(spec.model.input_shape) > 10_000:
         return "built"
     model = netspec.build(spec)
     c = nets["model"]
@@ -205,6 +205,7 @@ def test_random_set_overrides_fail_cleanly(base, data):
 
 def test_mutations_reach_every_outcome():
     """The property is not vacuous: the mutations produce errors and runnable specs alike."""
-    from hypothesis import find
+    from hypothesis import Phase, find
     for outcome in ("error", "ran"):
-        find(mutated(), lambda s, o=outcome: check(s) == o, settings=settings(max_examples=200, database=None))
+        find(mutated(), lambda s, o=outcome: check(s) == o,
+             settings=settings(max_examples=200, database=None, phases=[Phase.generate]))  # no shrinking
