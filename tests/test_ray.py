@@ -6,11 +6,10 @@ import csv
 import json
 
 import pytest
+import ray  # the 'ray' extra (pip install -e '.[test,ray]', as CI does): a missing Ray fails, never skips
 
 import netspec.spec as S
 from netspec.sweep import run_sweep
-
-ray = pytest.importorskip("ray", reason="the Ray executor needs the 'ray' extra: pip install -e '.[ray]'")
 
 SPEC = """
 name: tiny
