@@ -763,6 +763,12 @@ def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resum
                                  "--executor")])
     if executor == "local" and not dry_run:
         forkserver()
+    if executor == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise SpecError([Problem("", "--executor ray needs Ray, which is not installed: "
+                                         "pip install 'netspec[ray]' (or pip install ray)", "--executor")]) from None
     trials, dups = expand(spec)
     metric, mode, tags = metric_of(spec, trials[0].spec)
     ax = axes(spec)
