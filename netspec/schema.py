@@ -9,6 +9,7 @@ from .spec import KINDS
 from .spec.base import REGISTRY
 
 SIBLINGS = {"layer": ("name", "inputs")}
+NOT_WRITTEN = {"activation": ("name", "inputs")}  # an activation inside a layer has no wiring
 
 
 def _variants(defs: dict, name: str, ref: str, family: str) -> list[dict]:
@@ -16,6 +17,8 @@ def _variants(defs: dict, name: str, ref: str, family: str) -> list[dict]:
     props = {k: v for k, v in d.get("properties", {}).items() if k != "type"}
     required = [r for r in d.get("required", []) if r != "type"]
     siblings = {k: props.pop(k) for k in SIBLINGS.get(family, ()) if k in props}
+    for k in NOT_WRITTEN.get(family, ()):
+        props.pop(k, None)
     cls = REGISTRY[family][name]
     args: list[dict] = [{"type": "object", "properties": props, "required": required,
                          "additionalProperties": False}]

@@ -100,6 +100,7 @@ BAD = {
     "string size": NET.format("    - linear: many\n"),
     "two layers in one item": NET.format("    - {relu: null, linear: 3}\n"),
     "unknown activation inside": NET.format("    - linear: {out_features: 3, activation: rellu}\n"),
+    "wiring inside an activation": NET.format("    - linear: {out_features: 3, activation: {relu: {name: r}}}\n"),
     "bad init argument": NET.format("    - linear: {out_features: 3, init: {normal: {std: -1}}}\n"),
     "missing required argument": NET.format("    - conv2d: {out_channels: 3}\n"),
     "unknown top-level key": NET.format("    - relu\n") + "modle: 1\n",

@@ -249,6 +249,12 @@ def test_typo_in_activation_and_init_names():
                                        "unknown initializer 'xavier_uniformm'; did you mean 'xavier_uniform'?"]
 
 
+def test_inline_activation_takes_no_wiring():
+    p = one(net("[{linear: {out_features: 3, activation: {relu: {name: r}}}}]"))
+    assert p.path == "model.layers.0.linear"
+    assert p.message.startswith("an activation inside a layer takes no name or inputs")
+
+
 def test_literal_typo_gets_a_suggestion():
     p = one(net("[{upsample: {scale_factor: 2, mode: neareest}}]", "[1, 4]"))
     assert p.message == ("'neareest' is not one of 'nearest', 'bilinear', 'bicubic', 'linear' or "

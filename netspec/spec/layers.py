@@ -148,6 +148,14 @@ class Weighted(Layer):
     init: InitSpec | None = None
     activation: Activation | None = None
 
+    @model_validator(mode="after")
+    def _plain_activation(self):
+        act = self.activation
+        if act is not None and (act.name is not None or act.inputs is not None):
+            raise ValueError(f"an activation inside a layer takes no name or inputs; to wire it, write "
+                             f"it as its own layer ('- {act.type}' with 'name: ...' beside it)")
+        return self
+
 
 class Linear(Weighted):
     """out_features: a number, or `vocab` for the size of the data's vocabulary (the
