@@ -122,7 +122,7 @@ def train(spec_file, overrides, out, resume, overwrite, workers, executor, nproc
         raise SpecError([spec.problem(("kind",), f"--nproc (data-parallel training) is for kind: network; "
                                                  f"a {spec.kind} trains in one process: drop --nproc")])
     if nproc > 1:
-        launch(spec_file, overrides, out=out, nproc=nproc, resume=resume, overwrite=overwrite)
+        launch(spec_file, overrides, out=out, nproc=nproc, resume=resume, overwrite=overwrite, quiet=quiet)
         return
     if rank_env():  # one of several data-parallel ranks (started by --nproc or torchrun)
         run_rank(spec, out=out, resume=resume, overwrite=overwrite, progress=not quiet)

@@ -47,9 +47,12 @@ def _cores() -> int:
 
 
 def launch(spec_file, overrides=(), out="runs", nproc: int = 2, resume: bool = False,
-           overwrite: bool = False) -> None:
+           overwrite: bool = False, quiet: bool = False) -> None:
     """Start `nproc` ranks of `netspec train` on this machine (as torchrun would) and wait.
     The first rank to fail stops the others: they would wait forever on its gradients."""
+    from .runs import prepare
+    from .spec import load
+    prepare(load(spec_file, list(overrides)), out, resume=resume, overwrite=overwrite)  # refuse before starting N
     env = {**os.environ, "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
     threads = str(max(1, _cores() // nproc))
@@ -62,7 +65,7 @@ def launch(spec_file, overrides=(), out="runs", nproc: int = 2, resume: bool = F
     procs = []
     try:
         for r in range(nproc):
-            procs.append(subprocess.Popen(cmd + ([] if r == 0 else ["--quiet"]),
+            procs.append(subprocess.Popen(cmd + ([] if r == 0 and not quiet else ["--quiet"]),
                                           env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}))
         failed = None
         while failed is None and any(p.poll() is None for p in procs):
@@ -118,8 +121,11 @@ def run_rank(spec, out="runs", resume: bool = False, overwrite: bool = False, pr
         dist.broadcast_object_list(problem, src=0)
         if problem[0] is not None:
             raise SpecError(problem[0] if rank == 0 else [])
-        metrics = runner(spec.kind).fit(spec, folder, resume=resume, progress=progress and rank == 0,
-                                        dist=(rank, world))
+        try:
+            metrics = runner(spec.kind).fit(spec, folder, resume=resume, progress=progress and rank == 0,
+                                            dist=(rank, world))
+        except RuntimeError as e:  # mostly a collective that lost another rank (it died or was stopped)
+            raise RunError(f"rank {rank} of {world} stopped: {str(e).strip().splitlines()[-1][:300]}") from e
         return RunResult(folder, metrics)
     finally:
         dist.destroy_process_group()

@@ -5,9 +5,10 @@
       -> run the trials: local processes (--workers N) or Ray tasks (--executor ray)
       -> OUT/<name>/<trial>/ per trial, OUT/<name>/results.{csv,json}, a leaderboard.
 
-A trial runs as `python -m netspec.sweep <trial folder>` so a crash, a NaN or a SIGKILL ends
-that trial only. The HParams summaries go into each trial's own folder (its TensorBoard run),
-written with a writer on that folder, so TensorBoard shows one HParams row per trial.
+Each trial is its own process (forked from a server that imported torch once, or else
+`python -m netspec.sweep <trial folder>`), so a crash, a NaN or a SIGKILL ends that trial
+only. The HParams summaries go into each trial's own folder (its TensorBoard run), written
+with a writer on that folder, so TensorBoard shows one HParams row per trial.
 """
 from __future__ import annotations
 
@@ -122,8 +123,7 @@ def points(spec, ax: list[Axis]) -> list[dict]:
     the random samples when both are given (seeded: the same spec gives the same trials)."""
     grid = [a for a in ax if a.values is not None]
     rand = [a for a in ax if a.dist is not None]
-    combos = [dict(zip([a.path for a in grid],
-                       [(v, a.where + (i,)) for a, (i, v) in zip(grid, c)]))
+    combos = [{a.path: (v, a.where + (i,)) for a, (i, v) in zip(grid, c)}
               for c in itertools.product(*[list(enumerate(a.values)) for a in grid])]
     if not rand:
         return combos
@@ -276,7 +276,7 @@ def expand(spec, cache: dict | None = None) -> tuple[list[Trial], int]:
             metric_of(spec, trials[0].spec)
         except SpecError as e:
             for p in e.problems:
-                found[(p.path, p.message)] = (p, [label for _ in pts])
+                found[(p.path, p.message)] = (p, ["every trial"] * len(pts))
     if found:
         out = []
         for p, labels in found.values():
@@ -295,8 +295,9 @@ def preflight(spec, cache: dict) -> None:
     from .compile import compile_spec
     from .runs import runner
     mod = runner(spec.kind)
-    if hasattr(mod, "check_monitor"):
-        mod.check_monitor(spec)
+    for check in ("require", "check_monitor"):  # missing sections; a metric the run never writes
+        if hasattr(mod, check):
+            getattr(mod, check)(spec)
     if spec.kind == "network" and spec.data is not None and hasattr(mod, "setup"):
         from . import data as D
         from .spec import written
@@ -764,11 +765,10 @@ def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resum
     if executor == "local" and not dry_run:
         forkserver()
     if executor == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
+        import importlib.util
+        if importlib.util.find_spec("ray") is None:
             raise SpecError([Problem("", "--executor ray needs Ray, which is not installed: "
-                                         "pip install 'netspec[ray]' (or pip install ray)", "--executor")]) from None
+                                         "pip install 'netspec[ray]' (or pip install ray)", "--executor")])
     trials, dups = expand(spec)
     metric, mode, tags = metric_of(spec, trials[0].spec)
     ax = axes(spec)
@@ -809,7 +809,7 @@ def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resum
             _check_same_run(t.spec, tdir / "spec.yaml", tdir)
             t.resume = True
     todo = [t for t in trials if t.status != DONE]
-    cpus, ray = cores(), None
+    cpus, ray, started = cores(), None, False
     if executor == "ray" and todo:
         ray, started = _ray_init()
         cpus = ray_cpus(ray)
@@ -852,7 +852,7 @@ def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resum
         board.close()
         if term is not None:
             signal.signal(signal.SIGTERM, term)
-        if ray is not None and started:
+        if started:
             ray.shutdown()
     write_results(result, tags)
     if not quiet:

@@ -18,7 +18,7 @@ model:
   layers: [flatten, {linear: 32}, relu, {linear: 10}]
 loss: cross_entropy
 optimizer: {sgd: {lr: 0.1, momentum: 0.9}}
-train: {epochs: 4, batch_size: 100, metrics: [accuracy], tensorboard: {graph: false}}
+train: {epochs: 4, batch_size: 100, metrics: [accuracy], threads: 1, tensorboard: {graph: false}}
 """
 
 
@@ -57,7 +57,7 @@ def test_two_processes_learn_the_same_curve_as_one(write_spec, tmp_path):
     assert (folder / "checkpoints" / "last.pt").exists() and (folder / "checkpoints" / "best.pt").exists()
 
 
-def test_a_rank_that_cannot_start_stops_the_run_with_a_clear_error(write_spec, tmp_path):
+def test_an_earlier_run_in_the_way_is_refused_before_any_rank_starts(write_spec, tmp_path):
     spec = write_spec(SPEC)
     (tmp_path / "ddp").mkdir()
     (tmp_path / "ddp" / "metrics.json").write_text("{}")  # an earlier run is in the way
