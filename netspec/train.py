@@ -244,6 +244,11 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
     ckpt_dir = folder / "checkpoints"
     if resume:
         state = load_checkpoint(ckpt_dir / "last.pt")
+        old_vocab = (state.get("data") or {}).get("vocab")
+        if old_vocab is not None and old_vocab != data.vocab:  # same size or not: ids would change meaning
+            raise RunError(f"the data's vocabulary ({len(data.vocab or [])} tokens) differs from the one in "
+                           f"{ckpt_dir / 'last.pt'} ({len(old_vocab)} tokens): the text changed; resuming would "
+                           "give token ids new meanings; start a new run")
         try:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])

@@ -345,3 +345,18 @@ def test_letter_sorting_trains_end_to_end(cli, tmp_path):
     state = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     assert state["data"]["target_vocab"][:4] == ["<PAD>", "<GO>", "<EOS>", "<UNK>"]
     assert sorted(state["data"]["target_vocab"][4:]) == list("abcdefgh")
+
+
+def test_a_checkpoint_keeps_its_vocabularies(write_spec, tmp_path):
+    """Resuming on changed pairs is refused; evaluating encodes new data with the checkpoint's
+    vocabularies (unseen tokens become <UNK>)."""
+    f = tmp_path / "p.tsv"
+    f.write_text("".join(f"{a} {b}\t{b} {a}\n" for a in "abcd" for b in "efgh"), encoding="utf-8")
+    spec = netspec.load(_tsv_spec(write_spec, f, "train: {epochs: 1, batch_size: 8, threads: 1, metrics: [bleu]}"))
+    netspec.train(spec, out=tmp_path / "runs", progress=False)
+    run = tmp_path / "runs" / "t"
+    f.write_text("".join(f"{a} {b}\t{b} {a}\n" for a in "abcz" for b in "efgh"), encoding="utf-8")
+    with pytest.raises(RunError, match="vocabularies differ from the checkpoint's"):
+        netspec.train(spec, out=tmp_path / "runs", resume=True, progress=False)
+    res = evaluate_run(run, split="train")
+    assert set(res) == {"train/loss", "train/bleu"} and res["train/loss"] > 0

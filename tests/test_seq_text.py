@@ -198,3 +198,16 @@ def test_sequence_classifier_trains_and_predicts_lines(tmp_path, cli):
     predict_run(run, str(lines), output=str(tmp_path / "out.jsonl"))
     out = (tmp_path / "out.jsonl").read_text().splitlines()
     assert [json.loads(line)["class"] for line in out] == ["high", "low"]
+
+
+def test_resuming_on_a_changed_text_is_refused(tmp_path):
+    """Token ids are positions in the vocabulary: a text with other characters would give the
+    trained weights new meanings, even at the same vocabulary size."""
+    f = tmp_path / "t.txt"
+    f.write_text("abcabcabd\n" * 30, encoding="utf-8")
+    spec = netspec.load(LM.format(path=f, T=8).replace("epochs: 3", "epochs: 1"))
+    netspec.train(spec, out=tmp_path / "runs", progress=False)
+    f.write_text("abcabcabx\n" * 30, encoding="utf-8")  # d -> x: same size, other tokens
+    more = netspec.load(LM.format(path=f, T=8).replace("epochs: 3", "epochs: 2"))
+    with pytest.raises(RunError, match=r"vocabulary \(5 tokens\) differs from the one in .*last.pt \(5 tokens\)"):
+        netspec.train(more, out=tmp_path / "runs", resume=True, progress=False)
