@@ -106,6 +106,9 @@ def train(spec_file, overrides, out, resume, overwrite, workers, executor, nproc
     from . import spec as S
     spec = S.load(spec_file, overrides)
     if spec.sweep is not None:
+        if nproc > 1:
+            raise click.UsageError("--nproc trains one run on several processes; a sweep runs trials in "
+                                   "parallel with --workers N instead")
         from .sweep import run_sweep
         result = run_sweep(spec, out=out, workers=workers, executor=executor, resume=resume,
                            dry_run=dry_run, quiet=quiet, overwrite=overwrite)
