@@ -264,7 +264,8 @@ def compile_seq2seq(spec, ctx: dict) -> dict[str, Compiled]:
     problems: list = []
     sv, tv = ctx.get("source_vocab_size"), ctx.get("target_vocab_size")
     if spec.vocab.shared and sv != tv:
-        raise SpecError([spec.problem(("vocab", "shared"), "internal: a shared vocabulary has one size")])
+        raise SpecError([spec.problem(("vocab", "shared"), f"a shared vocabulary has one size, but the source's "
+                                                           f"is {sv} and the target's {tv}")])
     enc_rec = _check_layers(spec, "encoder", problems)
     dec_rec = _check_layers(spec, "decoder", problems)
     if not enc_rec:
@@ -286,7 +287,10 @@ def compile_seq2seq(spec, ctx: dict) -> dict[str, Compiled]:
     T = spec.decoder.max_length + 1  # <GO> y, or y <EOS>
     head = compile_network(spec, _net(spec.decoder.layers[:r + 1]), ("decoder",), problems,
                            {"vocab_size": tv}, input_shape=[T])
-    if enc is None or head is None:
+    if tv is None and head is not None:
+        problems.append(spec.problem(("decoder",), "the projection to the target vocabulary needs its size: give "
+                                                   "the spec a data section (the vocabularies come from the data)"))
+    if enc is None or head is None or tv is None:
         raise SpecError(problems)
     enc_rnn, dec_rnn = spec.encoder.layers[enc_rec[-1]], spec.decoder.layers[r]
     H, D = head.output_shape[-1], enc.output_shape[-1]
@@ -314,8 +318,6 @@ def compile_seq2seq(spec, ctx: dict) -> dict[str, Compiled]:
     if mode == "zeros" and att is None:
         problems.append(spec.problem(("decoder", "bridge"), "with bridge: zeros and no attention the decoder "
                                                             "never sees the source: add attention, or use copy or linear"))
-    if tv is None:
-        problems.append(spec.problem(("decoder",), "the target vocabulary is unknown: give the spec a data section"))
     if spec.vocab.shared:
         e, d = enc.module._modules["embedding_1"], head.module._modules.get("embedding_1")
         if d is not None and e.weight.shape != d.weight.shape:
@@ -644,6 +646,8 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict
                 tb.add_scalar("train/loss", log_loss / log_n, step)
                 log_loss, log_n = 0.0, 0
             bar.step(i, lv, len(idx))
+        if log_n:  # the epoch's last steps, so every step is in the curve
+            tb.add_scalar("train/loss", log_loss / log_n, step)
         metrics = {"train/loss": run_loss / max(run_n, 1)}
         if names:
             tm = measure(model, train_decoded, names, spec, loss_fn, corpus.target_vocab, "train")
@@ -658,7 +662,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict
             stopper.update(metrics, epoch)
         parts.step_scheduler(sched, metrics.get(mon.name))
         for k, v in metrics.items():
-            if k != "train/loss" or step < tr.log_every:
+            if k != "train/loss":  # train/loss is the per-step curve above
                 tb.add_scalar(k, v, step)
         if tr.tensorboard.verbosity >= 1:
             tb.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
