@@ -240,12 +240,14 @@ def _tsv_spec(write_spec, path, extra=""):
         """)
 
 
-def test_bad_tsv_and_text_files_are_spec_errors(cli, write_spec, tmp_path):
+def test_bad_tsv_and_text_files_are_spec_errors(write_spec, tmp_path):
     one = tmp_path / "one.tsv"
     one.write_text("a b\tb a\nlonely line\n", encoding="utf-8")
-    r = cli("build", _tsv_spec(write_spec, one))
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "data.source.tsv" in r.stderr and "line 2 has 1 column; each line is 'source<TAB>target'" in r.stderr
+    with pytest.raises(SpecError) as e:
+        report(netspec.load(_tsv_spec(write_spec, one)))
+    (p,) = e.value.problems
+    assert (p.path, p.line) == ("data.source.tsv.path", 4)
+    assert p.message == f"{one} line 2 has 1 column; each line is 'source<TAB>target'"
     latin = tmp_path / "latin.tsv"
     latin.write_bytes("caf\xe9\tcafe\n".encode("latin-1"))
     with pytest.raises(SpecError, match="not UTF-8 text .* line 1"):
