@@ -47,6 +47,8 @@ def prepare(spec, out: str | Path, resume: bool = False, overwrite: bool = False
         old = folder / "spec.yaml"
         if old.exists():
             _check_same_run(spec, old, folder)
+        for tmp in last.parent.glob(".*.pt.*"):  # half-written files of a killed process
+            tmp.unlink(missing_ok=True)
     elif folder.exists() and any(p.name != "spec.yaml" for p in folder.iterdir()):
         # (a folder holding only spec.yaml is a run that failed before training: reused)
         if not overwrite:
@@ -101,6 +103,54 @@ def save_checkpoint(path: Path, state: dict) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class CheckpointWriter:
+    """Checkpoints written off the training thread. `save` serialises the state at once (later
+    steps cannot change it); one worker writes the bytes and swaps the file in atomically, one
+    checkpoint at a time, in order. A failed write is raised by the next call; `close` waits
+    for the last write. A kill mid-write leaves the previous file (and a hidden temp file)."""
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="netspec-checkpoint")
+        self.pending = None
+
+    def save(self, path: Path, state: dict, links=()) -> None:
+        """Write `state` to `path`, then make each of `links` the same file (link_checkpoint)."""
+        import io
+
+        import torch
+        buf = io.BytesIO()
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, buf)
+        self.wait()
+        self.pending = self.pool.submit(self._write, Path(path), buf, [Path(p) for p in links])
+
+    @staticmethod
+    def _write(path: Path, buf, links) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(buf.getbuffer())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        for dst in links:
+            link_checkpoint(path, dst)
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.pool.shutdown()
 
 
 def link_checkpoint(src: Path, dst: Path) -> None:

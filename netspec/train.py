@@ -19,7 +19,7 @@ from . import data as D
 from . import parts
 from .compile import compile_spec, materialize
 from .errors import Problem, RunError, SpecError
-from .runs import link_checkpoint, load_checkpoint, save_checkpoint, write_metrics
+from .runs import CheckpointWriter, load_checkpoint, write_metrics
 
 LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "nll": nn.NLLLoss, "bce": nn.BCELoss,
           "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss, "l1": nn.L1Loss,
@@ -278,6 +278,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
     steps_per_epoch = math.ceil(n / tr.batch_size)
     bar = parts.Progress(tr.epochs, steps_per_epoch, progress and main)
     metrics: dict = {}
+    ckpts = CheckpointWriter()
     epoch = start_epoch - 1
     for epoch in range(start_epoch, last_epoch + 1):
         net.train()
@@ -309,7 +310,9 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
                 opt.step()
             step += 1
             lv = loss.item()
-            parts.check_finite(lv, step, folder, tb)
+            if not math.isfinite(lv):
+                ckpts.close()  # the last good checkpoint is on disk before the message names it
+                parts.check_finite(lv, step, folder, tb)
             train_m.add(out.detach(), yb, yb if same_labels else labels[idx] if labels is not None else None, lv)
             log_loss, log_n = log_loss + lv, log_n + 1
             if tb is not None and step % tr.log_every == 0:
@@ -352,15 +355,15 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
                      "metrics": metrics}
             # best before last: a kill between the two leaves a last.pt whose monitor state
             # matches best.pt (a resume redoes the epoch and writes the same best again)
-            save_checkpoint(ckpt_dir / "best.pt" if best else ckpt_dir / "last.pt", state)
-            if best and save_last:
-                link_checkpoint(ckpt_dir / "best.pt", ckpt_dir / "last.pt")
+            ckpts.save(ckpt_dir / ("best.pt" if best else "last.pt"), state,
+                       links=[ckpt_dir / "last.pt"] if best and save_last else [])
         bar.end_epoch(metrics, "  *" if best else "")
         if stopping:
             if main and progress:
                 print(f"early stopping: {stopper.name} has not improved for {stopper.patience} epochs "
                       f"(best {stopper.best:.4f} at epoch {stopper.best_epoch})", file=sys.stderr)
             break
+    ckpts.close()
     if not metrics:  # resumed a finished run: nothing left to train, report the checkpoint's metrics
         metrics = dict(load_checkpoint(ckpt_dir / "last.pt").get("metrics") or {})
     if "test" in splits and main:
