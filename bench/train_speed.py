@@ -124,16 +124,45 @@ def run_child(way: str, epochs: int, tmp: Path, threads: int) -> dict:
             "rss_mb": usage.ru_maxrss / 1024, "acc": m["test/accuracy"]}
 
 
+def in_process(reps: int, epochs: int, threads: int) -> None:
+    import tempfile
+
+    import netspec
+    over = [f"train.epochs={epochs}"] + ([f"train.threads={threads}"] if threads else [])
+    spec = netspec.load(SPEC, over)
+    res = {"netspec": [], "bare": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(reps + 1):  # the first round warms up (imports, first calls) and is dropped
+            def ours():
+                return netspec.train(spec, out=tmp, overwrite=True, progress=False).metrics["seconds"]
+            if rep % 2:  # alternate which goes first
+                t, b = ours(), hand_written("bare", epochs, threads)["seconds"]
+            else:
+                b, t = hand_written("bare", epochs, threads)["seconds"], ours()
+            if rep:
+                res["netspec"].append(t)
+                res["bare"].append(b)
+                print(f"  rep {rep} netspec {t:6.2f}s  bare {b:6.2f}s", flush=True)
+    for f in (min, statistics.median):
+        n, b = f(res["netspec"]), f(res["bare"])
+        print(f"{f.__name__:>6}: netspec {n:.2f}s  bare {b:.2f}s  ratio {n / b:.3f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--threads", type=int, default=0, help="torch threads for all three (default: torch's own)")
+    ap.add_argument("--in-process", action="store_true",
+                    help="instead: netspec's fit and the bare loop alternating in this one warm process "
+                         "(no start-up costs; the steadiest view of the loop itself)")
     ap.add_argument("--child", choices=["dataloader", "bare"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(hand_written(a.child, a.epochs, a.threads)))
         return
+    if a.in_process:
+        return in_process(a.reps, a.epochs, a.threads)
     ways = ["netspec", "dataloader", "bare"]
     res: dict[str, list[dict]] = {w: [] for w in ways}
     print(f"digits CNN, {a.epochs} epochs, {a.reps} alternating repetitions, threads {a.threads or 'default'}, "

@@ -84,11 +84,11 @@ class Metrics:
 
     def reset(self):
         self.n, self.loss = 0, 0.0
-        self.sums: dict[str, torch.Tensor | float] = {}
+        self.sums: dict[str, list[torch.Tensor]] = {}  # per batch: no sync, no extra op per step
         self.counts: dict[str, int] = {}
 
     def _add(self, k, v, n):
-        self.sums[k] = self.sums.get(k, 0) + v
+        self.sums.setdefault(k, []).append(v)  # added up once, when read
         self.counts[k] = self.counts.get(k, 0) + n
 
     @torch.no_grad()
@@ -120,7 +120,10 @@ class Metrics:
     def running(self) -> dict:
         """The epoch so far, for the progress line."""
         return {"loss": self.loss / max(self.n, 1),
-                **{k: float(v) / max(self.counts[k], 1) for k, v in self.sums.items()}}
+                **{k: self._total(k) / max(self.counts[k], 1) for k in self.sums}}
+
+    def _total(self, k) -> float:
+        return float(torch.stack(self.sums[k]).sum())
 
     def result(self, prefix: str) -> dict:
         res = {f"{prefix}/loss": self.loss / max(self.n, 1)}
@@ -128,7 +131,7 @@ class Metrics:
             if m.type == "perplexity":
                 res[f"{prefix}/perplexity"] = math.exp(min(res[f"{prefix}/loss"], 50))
             elif m.type in self.sums:
-                res[f"{prefix}/{m.type}"] = float(self.sums[m.type]) / max(self.counts[m.type], 1)
+                res[f"{prefix}/{m.type}"] = self._total(m.type) / max(self.counts[m.type], 1)
         return res
 
 
@@ -180,8 +183,10 @@ def check_monitor(spec) -> str:
 
 
 def batches(n: int, size: int, order=None):
-    for i in range(0, n, size):
-        yield order[i:i + size] if order is not None else slice(i, i + size)
+    """Index tensors of an epoch's batches (views of `order`), or slices in order."""
+    if order is not None:
+        return order.split(size)
+    return (slice(i, i + size) for i in range(0, n, size))
 
 
 @torch.no_grad()
