@@ -145,6 +145,26 @@ class Monitor:
         self.best, self.best_epoch, self.bad = s["best"], s["best_epoch"], s["bad"]
 
 
+def resume_from(state: dict, where, model, opt, sched=None, scaler=None, mon=None, stopper=None):
+    """Restore a loop from a checkpoint; returns (first epoch to run, global step)."""
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise RunError(f"{where} does not fit this run's network or optimizer: "
+                       f"{str(e).splitlines()[0][:200]}") from None
+    if sched is not None and state.get("scheduler"):
+        sched.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    if mon is not None:
+        mon.load(state["monitor"])
+    if stopper is not None and state.get("stopper"):
+        stopper.load(state["stopper"])
+    set_rng_state(state["rng"])
+    return state["epoch"] + 1, state["step"]
+
+
 def check_finite(loss: float, step: int, folder, tb=None) -> None:
     """A NaN/inf loss ends the run (RunError, exit 1). With the run's writer, the failing
     value goes into the train/loss curve and the events are closed, so the curve up to the

@@ -607,15 +607,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict
         if state.get("data") != corpus.info():
             raise RunError(f"the data's vocabularies differ from the checkpoint's in {ckpt_dir}: resuming "
                            "would give token ids new meanings; start a new run")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if sched is not None and state.get("scheduler"):
-            sched.load_state_dict(state["scheduler"])
-        mon.load(state["monitor"])
-        if stopper and state.get("stopper"):
-            stopper.load(state["stopper"])
-        parts.set_rng_state(state["rng"])
-        start_epoch, step = state["epoch"] + 1, state["step"]
+        start_epoch, step = parts.resume_from(state, ckpt_dir / "last.pt", model, opt, sched, None, mon, stopper)
     last_epoch = start_epoch - 1 if stopper is not None and stopper.stop else tr.epochs
     tb = SummaryWriter(str(folder), purge_step=step + 1 if resume else None, flush_secs=10)
     bar = parts.Progress(tr.epochs, math.ceil(n / tr.batch_size), progress)

@@ -254,21 +254,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
             raise RunError(f"the data's vocabulary ({len(data.vocab or [])} tokens) differs from the one in "
                            f"{ckpt_dir / 'last.pt'} ({len(old_vocab)} tokens): the text changed; resuming would "
                            "give token ids new meanings; start a new run")
-        try:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise RunError(f"{ckpt_dir / 'last.pt'} does not fit this run's network or optimizer: "
-                           f"{str(e).splitlines()[0][:200]}") from None
-        if sched is not None and state.get("scheduler"):
-            sched.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        mon.load(state["monitor"])
-        if stopper and state.get("stopper"):
-            stopper.load(state["stopper"])
-        parts.set_rng_state(state["rng"])
-        start_epoch, step = state["epoch"] + 1, state["step"]
+        start_epoch, step = parts.resume_from(state, ckpt_dir / "last.pt", model, opt, sched, scaler, mon, stopper)
     last_epoch = tr.epochs
     if stopper is not None and stopper.stop:  # resuming a run that had already stopped early
         last_epoch = start_epoch - 1
