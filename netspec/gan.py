@@ -602,8 +602,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
         bar.end_epoch(shown, "  *" if best else "")
         if stopping:
             if progress:
-                print(f"early stopping: {stopper.name} has not improved for {stopper.patience} epochs "
-                      f"(best {stopper.best:.4f} at epoch {stopper.best_epoch})", file=sys.stderr)
+                print(stopper.stopped_message(), file=sys.stderr)
             break
     if resume and not metrics:  # nothing left to train: report the checkpoint's metrics
         metrics = dict(load_checkpoint(ckpt_dir / "last.pt").get("metrics") or {})

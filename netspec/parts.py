@@ -134,6 +134,10 @@ class Monitor:
             self.bad += 1
         return better
 
+    def stopped_message(self) -> str:
+        return (f"early stopping: {self.name} has not improved for {self.patience} epochs "
+                f"(best {self.best:.4f} at epoch {self.best_epoch})")
+
     @property
     def stop(self) -> bool:
         return self.patience is not None and self.bad >= self.patience

@@ -677,8 +677,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict
         bar.end_epoch(metrics, "  *" if best else "")
         if stopping:
             if progress:
-                print(f"early stopping: {stopper.name} has not improved for {stopper.patience} epochs "
-                      f"(best {stopper.best:.4f} at epoch {stopper.best_epoch})", file=sys.stderr)
+                print(stopper.stopped_message(), file=sys.stderr)
             break
     if not metrics:  # resumed a finished run
         metrics = dict(load_checkpoint(ckpt_dir / "last.pt").get("metrics") or {})

@@ -351,8 +351,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
         bar.end_epoch(metrics, "  *" if best else "")
         if stopping:
             if main and progress:
-                print(f"early stopping: {stopper.name} has not improved for {stopper.patience} epochs "
-                      f"(best {stopper.best:.4f} at epoch {stopper.best_epoch})", file=sys.stderr)
+                print(stopper.stopped_message(), file=sys.stderr)
             break
     ckpts.close()
     if not metrics:  # resumed a finished run: nothing left to train, report the checkpoint's metrics
@@ -383,14 +382,6 @@ def _log_step(tb, model, loss: float, step: int, verbosity: int) -> None:
     tb.add_scalar("train/loss", loss, step)
     if verbosity >= 1:
         tb.add_scalar("train/grad_norm", parts.grad_norm(model), step)
-
-
-# gan.py imports these three from here
-_grad_norm, _log_graph = parts.grad_norm, parts.log_graph
-
-
-def _histograms(tb, model, step, _hooks=None, sample=None):
-    parts.histograms(tb, model, step, sample)
 
 
 # --- using a trained run ---
