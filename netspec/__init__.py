@@ -21,11 +21,15 @@ def load(path_or_text, overrides=()):
 
 def build(spec, **context):
     """The torch.nn.Module of a network spec (for a GAN or seq2seq: a module holding each network)."""
-    from .compile import build as _build
+    from .kinds import build as _build
     return _build(spec, **context)
 
 
 def train(spec, out="runs", **kw):
     """Train a spec (or run its sweep); returns the result with `.metrics`."""
-    from .runs import run
+    if spec.sweep is not None and kw.get("folder") is None:
+        from .sweep import run_sweep
+        progress = kw.pop("progress", True)
+        return run_sweep(spec, out=out, quiet=not progress, **kw)
+    from .engine.runs import run
     return run(spec, out=out, **kw)

@@ -66,7 +66,8 @@ def build(spec_file, overrides, as_json):
     """Validate SPEC, infer every shape and print a summary of the network."""
     from . import spec as S
     spec = S.load(spec_file, overrides)
-    from .compile import format_summary, report
+    from .compiler import format_summary
+    from .kinds import report
     rep = report(spec)
     if as_json:
         click.echo(json.dumps(rep, indent=2))
@@ -77,7 +78,7 @@ def build(spec_file, overrides, as_json):
 @main.command()
 def schema():
     """Print the JSON Schema of the spec format (for editor completion)."""
-    from .schema import json_schema
+    from .spec.schema import json_schema
     click.echo(json.dumps(json_schema(), indent=2))
 
 
@@ -116,11 +117,11 @@ def train(spec_file, overrides, out, resume, overwrite, workers, executor, nproc
             raise RunError(f"{result.failed} of {len(result.trials)} trials failed; see {result.folder}/results.csv")
         return
     if dry_run:
-        from .compile import compile_spec
+        from .kinds import compile_spec
         compile_spec(spec)
         click.echo(f"{spec_file}: valid; would train '{spec.name}' into {out}/{spec.name}/")
         return
-    from .distributed import launch, rank_env, run_rank
+    from .engine.distributed import launch, rank_env, run_rank
     if nproc > 1 and spec.kind != "network":  # checked once here, not once per rank
         raise SpecError([spec.problem(("kind",), f"--nproc (data-parallel training) is for kind: network; "
                                                  f"a {spec.kind} trains in one process: drop --nproc")])
@@ -130,7 +131,7 @@ def train(spec_file, overrides, out, resume, overwrite, workers, executor, nproc
     if rank_env():  # one of several data-parallel ranks (started by --nproc or torchrun)
         run_rank(spec, out=out, resume=resume, overwrite=overwrite, progress=not quiet)
         return
-    from .runs import run
+    from .engine.runs import run
     run(spec, out=out, resume=resume, overwrite=overwrite, progress=not quiet)
 
 
@@ -143,7 +144,7 @@ def train(spec_file, overrides, out, resume, overwrite, workers, executor, nproc
 @handled
 def evaluate(run_dir, split, checkpoint, overrides):
     """Evaluate a trained run's checkpoint on a split of its data; print the metrics as JSON."""
-    from .runs import evaluate_run
+    from .engine.runs import evaluate_run
     metrics = evaluate_run(run_dir, split=split, which=checkpoint, overrides=overrides)
     click.echo(json.dumps(metrics, indent=2))
 
@@ -157,7 +158,7 @@ def evaluate(run_dir, split, checkpoint, overrides):
 def predict(run_dir, inputs, checkpoint, output):
     """Run a trained checkpoint on INPUTS (.npz with key x, .npy, or .csv of features;
     seq2seq: a text file, or stdin, one sequence per line) and write predictions."""
-    from .runs import predict_run
+    from .engine.runs import predict_run
     predict_run(run_dir, inputs, which=checkpoint, output=output)
 
 
@@ -174,7 +175,7 @@ def predict(run_dir, inputs, checkpoint, output):
 @handled
 def sample(run_dir, n, out_file, temperature, prime, length, label, seed):
     """Generate from a trained run: a GAN's image grid, or a language model's text."""
-    from .runs import sample_run
+    from .engine.runs import sample_run
     sample_run(run_dir, n=n, out=out_file, temperature=temperature, prime=prime, length=length,
                label=label, seed=seed)
 

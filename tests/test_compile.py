@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 import netspec
-from netspec.compile import BUILDERS, compile_spec, report
+from netspec.compiler import BUILDERS
+from netspec.kinds import compile_spec, report
 from netspec.errors import SpecError
 from netspec.spec.base import REGISTRY
 

@@ -7,7 +7,7 @@ import torch
 
 import netspec
 from netspec import data as D
-from netspec.train import setup
+from netspec.kinds.network import setup
 
 BASE = """
 name: d

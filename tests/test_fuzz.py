@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import netspec
-from netspec.compile import compile_spec
+from netspec.kinds import compile_spec
 from netspec.errors import SpecError
 
 from conftest import SPECS

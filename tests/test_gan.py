@@ -14,10 +14,11 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import netspec
-from netspec import gan as G
-from netspec.compile import compile_spec, materialize, report
+from netspec.kinds import gan as G
+from netspec.compiler import materialize
+from netspec.kinds import compile_spec, report
 from netspec.errors import SpecError
-from netspec.runs import sample_run
+from netspec.engine.runs import sample_run
 
 from conftest import ROOT, run_cli
 

@@ -10,7 +10,7 @@ import yaml
 
 import netspec
 from netspec.errors import SpecError
-from netspec.schema import json_schema
+from netspec.spec.schema import json_schema
 from netspec.spec.base import REGISTRY
 
 from conftest import SPECS, run_cli

@@ -12,12 +12,12 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import netspec
-from netspec import seq2seq as Q
-from netspec.compile import report
+from netspec.kinds import seq2seq as Q
+from netspec.kinds import report
 from netspec.errors import RunError, SpecError
-from netspec.runs import evaluate_run, predict_run
+from netspec.engine.runs import evaluate_run, predict_run
 from netspec.spec.seq2seq import Beam, Greedy
-from netspec.text import bleu
+from netspec.data.text import bleu
 
 from conftest import ROOT, netspec_command
 
@@ -135,7 +135,7 @@ def test_loss_must_be_cross_entropy_and_sequence_metrics_need_seq2seq():
     assert e.value.problems[0].path == "loss" and "must be cross_entropy" in e.value.problems[0].message
     net = netspec.load("name: n\ndata: {source: digits}\nmodel: {input_shape: [1, 8, 8], layers: [flatten, "
                        "{linear: 10}]}\nloss: cross_entropy\noptimizer: adam\ntrain: {metrics: [accuracy, bleu]}\n")
-    from netspec.train import check_monitor
+    from netspec.kinds.network import check_monitor
     with pytest.raises(SpecError) as e:
         check_monitor(net)
     assert e.value.problems[0].path == "train.metrics.1" and "seq2seq metric" in e.value.problems[0].message

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import netspec
-from netspec.compile import Graph, compile_spec, materialize, report
+from netspec.compiler import Graph, materialize
+from netspec.kinds import compile_spec, report
 from netspec.errors import SpecError
 
 LM = """

@@ -9,7 +9,7 @@ import pytest
 import netspec
 from netspec.errors import Problem, SpecError
 from netspec.spec import get_path, load, parse_set, set_path
-from netspec.yamlio import parse
+from netspec.spec.yamlio import parse
 
 from conftest import SPECS, run_python
 
@@ -541,7 +541,7 @@ def test_validation_and_schema_do_not_import_torch():
     r = run_python("""
         import sys
         import netspec
-        from netspec.schema import json_schema
+        from netspec.spec.schema import json_schema
         spec = netspec.load("specs/digits_cnn.yaml", ["train.epochs=2"])
         json_schema()
         try:

@@ -19,7 +19,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import netspec
-from netspec.runs import evaluate_run, load_checkpoint, predict_run
+from netspec.engine.runs import evaluate_run, load_checkpoint, predict_run
 
 TINY = """
 name: tiny
@@ -413,7 +413,7 @@ def test_bf16_mixed_precision_on_cpu(write_spec, tmp_path):
 
 
 def test_python_api_after_the_module_was_imported(write_spec, tmp_path):
-    import netspec.train  # noqa: F401 (importing the module must not break the function)
+    import netspec.kinds.network  # noqa: F401 (importing a kind must not shadow the function)
     r = netspec.train(netspec.load(write_spec(TINY), ["train.epochs=1"]), out=tmp_path / "r", progress=False)
     assert r.metrics["epochs"] == 1 and (r.folder / "metrics.json").exists()
 

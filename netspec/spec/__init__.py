@@ -9,7 +9,7 @@ from typing import Any, get_args
 from pydantic import ValidationError
 
 from ..errors import Problem, SpecError, suggest
-from ..yamlio import Source, dotted, parse, read
+from .yamlio import Source, dotted, parse, read
 from .base import REGISTRY, Strict, YamlBool
 from .layers import *  # noqa: F401,F403
 from .root import KINDS, BaseSpec, NetworkSpec

@@ -14,12 +14,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import Problem, RunError, SpecError
-from .yamlio import dump
+from ..errors import Problem, RunError, SpecError
+from ..spec.yamlio import dump
 
-# kind -> module with fit(spec, folder, resume, progress) -> metrics dict,
-# evaluate(spec, ckpt, split) -> metrics, and optionally predict(...) / sample(...)
-RUNNERS = {"network": "netspec.train", "gan": "netspec.gan", "seq2seq": "netspec.seq2seq"}
 CHECKPOINT_FORMAT = "netspec-checkpoint-1"
 
 
@@ -30,14 +27,15 @@ class RunResult:
     status: str = "ok"
 
 
-def runner(kind: str):
-    return importlib.import_module(RUNNERS[kind])
+def runner(name: str):
+    from ..kinds import kind
+    return kind(name)
 
 
 def prepare(spec, out: str | Path, resume: bool = False, overwrite: bool = False,
             folder: Path | None = None) -> Path:
     """Make the run folder; refuse to clobber an earlier run unless asked."""
-    from .spec import written
+    from ..spec import written
     folder = Path(folder) if folder else Path(out) / spec.name
     last = folder / "checkpoints" / "last.pt"
     if resume:
@@ -65,7 +63,7 @@ def _check_same_run(spec, old_file: Path, folder: Path) -> None:
     """Resuming with a different network or data would silently mix two runs."""
     import yaml
 
-    from .spec import written
+    from ..spec import written
     old = yaml.safe_load(old_file.read_text())
     new = written(spec)
     keys = [k for k in set(old) | set(new) if k not in ("train", "sweep", "description")]
@@ -186,10 +184,7 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def run(spec, out="runs", resume=False, progress=True, overwrite=False, folder=None, **kw) -> RunResult:
-    """Train one spec (or its sweep) into OUT/<name>/."""
-    if spec.sweep is not None and folder is None:
-        from .sweep import run_sweep
-        return run_sweep(spec, out=out, resume=resume, quiet=not progress, overwrite=overwrite, **kw)
+    """Train one spec into OUT/<name>/."""
     folder = prepare(spec, out, resume=resume, overwrite=overwrite, folder=folder)  # refuses fast, before torch
     metrics = runner(spec.kind).fit(spec, folder, resume=resume, progress=progress)
     return RunResult(folder, metrics)
@@ -197,7 +192,7 @@ def run(spec, out="runs", resume=False, progress=True, overwrite=False, folder=N
 
 def open_run(run_dir, overrides=()):
     """The spec of a finished run (its spec.yaml), with overrides."""
-    from .spec import load
+    from ..spec import load
     run_dir = Path(run_dir)
     f = run_dir / "spec.yaml"
     if not f.exists():

@@ -13,12 +13,14 @@ import math
 import re
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import data as D
-from .errors import RunError, SpecError
+from ..spec.text import PAIR_SOURCES
+from . import base as D
+from ..errors import RunError, SpecError
 
 PAD, GO, EOS, UNK = "<PAD>", "<GO>", "<EOS>", "<UNK>"
 CLASSIFIER_SPECIALS = [PAD, UNK]
@@ -253,7 +255,7 @@ def sort_letters(src, spec) -> D.Arrays:
 
 SOURCES = {"text": text_source, "text_csv": text_csv, "tsv": tsv, "parallel": parallel,
            "sort_letters": sort_letters}
-D.SOURCES.update(SOURCES)
+
 
 
 def _loaded_context(spec) -> dict:
@@ -262,7 +264,6 @@ def _loaded_context(spec) -> dict:
 
 
 def _pairs_context(spec) -> dict:
-    from .seq2seq import context
     return context(spec)
 
 
@@ -304,85 +305,6 @@ def classifier_inputs(spec, info: dict, path):
     return x
 
 
-# --- language models: sampling ---
-def _start(vocab: list[str], prime: list[str], rng) -> tuple[list[str], bool]:
-    """The tokens to start from; without a prime, a line break (or a space) as if a new
-    paragraph began, which is not printed."""
-    if prime:
-        return prime, True
-    for t in ("\n", " ", "."):
-        if t in vocab:
-            return [t], False
-    return [vocab[int(rng.integers(len(vocab)))]], False
-
-
-def generate(model, start: list[int], n: int, length: int, temperature: float, window: int, generator):
-    """n continuations of `start`, each `length` tokens, sampled from softmax(logits / T).
-
-    Each step reads the last `window` tokens (the training length): exactly the kind of
-    input the model was trained on, from a zero state."""
-    import torch
-    x = torch.tensor([start] * n, dtype=torch.long)
-    for _ in range(length):
-        out = model(x[:, -window:])
-        if out.dim() != 3:
-            raise RunError(f"this network outputs {list(out.shape[1:])} per sample; a language model outputs "
-                           "[time, vocabulary] (a linear: vocab layer over a sequence)")
-        probs = torch.softmax(out[:, -1].float() / temperature, -1)
-        x = torch.cat([x, torch.multinomial(probs, 1, generator=generator)], 1)
-    return x[:, len(start):].tolist()
-
-
-def sample_texts(spec, model, vocab, n=1, temperature=1.0, prime="", length=200, seed=0) -> list[str]:
-    import torch
-    src = spec.data.source
-    rng = np.random.default_rng(seed)
-    primed = tokenize(prime, src.tokenizer, src.lowercase) if prime else []
-    unknown = sorted({t for t in primed if t not in vocab})
-    if unknown:
-        raise RunError(f"the prime has tokens the model never saw: {', '.join(map(repr, unknown[:10]))}")
-    start, shown = _start(vocab, primed, rng)
-    index = {t: i for i, t in enumerate(vocab)}
-    g = torch.Generator().manual_seed(seed)
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        out = generate(model, [index[t] for t in start], n, length, temperature, spec.model.input_shape[0], g)
-    model.train(was)
-    head = detokenize(start, src.tokenizer) + ("" if src.tokenizer == "char" else " ") if shown else ""
-    return [head + detokenize([vocab[i] for i in ids], src.tokenizer) for ids in out]
-
-
-def sample(spec, state, run_dir, n=1, out=None, temperature=1.0, prime="", length=200, label=None, seed=0):
-    """`netspec sample` for a language model: print (or write to `out`) n samples."""
-    from .train import restore
-    if spec.data is None or spec.data.source.type != "text":
-        raise SpecError([spec.problem(("data", "source"), "'netspec sample' generates text from a language "
-                                                          "model (trained on a 'text' source); this run is not one")])
-    if label is not None:
-        raise RunError("--label is for conditional GANs; a language model takes --prime")
-    model, info = restore(spec, state)
-    texts = sample_texts(spec, model, info["vocab"], n, temperature, prime, length, seed)
-    body = texts[0] if n == 1 else "\n".join(f"--- sample {i + 1} ---\n{t}" for i, t in enumerate(texts))
-    if out:
-        Path(out).write_text(body + "\n", encoding="utf-8")
-        print(f"wrote {n} sample{'s' if n > 1 else ''} to {out}")
-    else:
-        print(body)
-    return texts
-
-
-def as_markdown(text: str) -> str:
-    """TensorBoard renders text as markdown: indent it so it shows as written."""
-    return "    " + text.replace("\n", "\n    ")
-
-
-def log_sample(tb, model, spec, vocab, step, length=200) -> None:
-    """One sample per epoch in TensorBoard's Text tab (a fixed seed: epochs compare)."""
-    text = sample_texts(spec, model, vocab, 1, 1.0, "", length, seed=0)[0]
-    tb.add_text("samples", as_markdown(text), step)
-
-
 # --- BLEU ---
 def bleu(hypotheses: list[list[str]], references: list[list[str]], max_n: int = 4) -> float:
     """Corpus BLEU (Papineni et al. 2002), 0-100: clipped n-gram precisions for n = 1..4
@@ -403,3 +325,57 @@ def bleu(hypotheses: list[list[str]], references: list[list[str]], max_n: int = 
     log_precision = sum(math.log(m / t) for m, t in zip(matched, total)) / max_n
     brevity = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
     return 100 * brevity * math.exp(log_precision)
+
+
+# --- sequence pairs (seq2seq) ---
+@dataclass
+class Corpus:
+    splits: dict  # split -> (source token lists, target token lists)
+    source_vocab: list[str]
+    target_vocab: list[str]
+
+    def info(self) -> dict:
+        """What a checkpoint keeps: the vocabularies (token i is id i)."""
+        return {"source_vocab": self.source_vocab, "target_vocab": self.target_vocab}
+
+
+def read_pairs(spec, vocabs: tuple | None = None) -> Corpus:
+    """The spec's pairs, length-checked and split; vocabularies from the train split
+    (or the given ones: a checkpoint's)."""
+    if spec.data is None:
+        raise SpecError([spec.problem((), "'data' is required to train: e.g. 'data: {source: "
+                                          "{sort_letters: 10000}, validation_split: 0.1}'")])
+    src = spec.data.source
+    if src.type not in PAIR_SOURCES:
+        raise SpecError([spec.problem(("data", "source", src.type),
+                                      f"seq2seq trains on sequence pairs: use a tsv, parallel or sort_letters "
+                                      f"source, not {src.type}")])
+    arrays = SOURCES[src.type](src, spec)
+    if len(arrays.x) < 2:
+        D.fail(spec, f"the data has {len(arrays.x)} pairs; training needs more")
+    x = fit_lengths(spec, arrays.x, spec.encoder.max_length, spec.too_long, "source sequences",
+                      ("encoder", "max_length"), "encoder.max_length")
+    y = fit_lengths(spec, arrays.y, spec.decoder.max_length, spec.too_long, "target sequences",
+                      ("decoder", "max_length"), "decoder.max_length")
+    idx = D.split_indices(len(x), spec.data.validation_split, spec.data.test_split, spec.seed)
+    splits = {k: ([x[i] for i in ix], [y[i] for i in ix]) for k, ix in idx.items()}
+    if vocabs is None:
+        v = spec.vocab
+        xs, ys = splits["train"]
+        if v.shared:
+            both = build_vocab(xs + ys, SEQ2SEQ_SPECIALS, v.min_freq, v.max_size)
+            vocabs = (both, both)
+        else:
+            vocabs = (build_vocab(xs, SEQ2SEQ_SPECIALS, v.min_freq, v.max_size),
+                      build_vocab(ys, SEQ2SEQ_SPECIALS, v.min_freq, v.max_size))
+    return Corpus(splits, *vocabs)
+
+
+def context(spec) -> dict:
+    """Vocabulary sizes for compiling (`netspec build` reads them from the data)."""
+    c = read_pairs(spec)
+    return _sizes(c.source_vocab, c.target_vocab)
+
+
+def _sizes(source_vocab, target_vocab) -> dict:
+    return {"source_vocab_size": len(source_vocab), "target_vocab_size": len(target_vocab)}

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import Problem, RunError, SpecError
-from .yamlio import Source, dotted, dump
+from ..errors import Problem, RunError, SpecError
+from ..spec.yamlio import Source, dotted, dump
 
 DONE = "ok"
 FAILED = ("failed", "killed")
@@ -151,7 +151,7 @@ def resolves(spec, path: str) -> bool:
     or a component by its name; defaults count, so `train.clip_grad_norm` resolves unwritten."""
     from pydantic import BaseModel
 
-    from .spec.base import Component
+    from ..spec.base import Component
     node = spec
     for part in (int(p) if p.lstrip("-").isdigit() else p for p in path.split(".")):
         if isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
@@ -171,7 +171,7 @@ def _trial_source(spec, point: dict, ax: dict) -> tuple[Source, list[Problem]]:
     """The raw trial spec: the sweep's spec minus `sweep`, each path set to its value, and
     positions moved so that a bad value points at that value in the sweep section, and a path
     the spec does not have points at its sweep key."""
-    from .spec import set_path
+    from ..spec import set_path
     source = spec.source
     data = copy.deepcopy(source.data)
     data.pop("sweep", None)
@@ -240,9 +240,9 @@ def safe_name(label: str, taken: set) -> str:
 def expand(spec, cache: dict | None = None) -> tuple[list[Trial], int]:
     """Every trial, validated; SpecError lists every problem (each once, naming its trials).
     Returns (trials, duplicates removed)."""
-    from .spec import validate, written
+    from ..spec import validate, written
     if spec.source is None:  # built in Python: positions are not known, paths still are
-        from .spec import load
+        from ..spec import load
         spec = load(written(spec))
     ax = axes(spec)
     by_path = {a.path: a for a in ax}
@@ -292,15 +292,15 @@ def expand(spec, cache: dict | None = None) -> tuple[list[Trial], int]:
 def preflight(spec, cache: dict) -> None:
     """What a run checks before its first step, done up front for every trial: the monitored
     metric, the network's shapes, and the data against the network (data loaded once)."""
-    from .compile import compile_spec
-    from .runs import runner
+    from ..engine.runs import runner
+    from ..kinds import compile_spec
     mod = runner(spec.kind)
     for check in ("require", "check_monitor"):  # missing sections; a metric the run never writes
         if hasattr(mod, check):
             getattr(mod, check)(spec)
     if spec.kind == "network" and spec.data is not None and hasattr(mod, "setup"):
-        from . import data as D
-        from .spec import written
+        from .. import data as D
+        from ..spec import written
         key = json.dumps([written(spec.data), spec.seed, spec.model.input_shape], sort_keys=True, default=str)
         if key not in cache:
             cache[key] = D.load(spec)
@@ -311,9 +311,9 @@ def preflight(spec, cache: dict) -> None:
 
 def metric_of(spec, trial_spec) -> tuple[str, str, list[str]]:
     """The sweep's metric, its mode, and every tag a trial logs (checked at sweep.metric)."""
-    from .errors import suggest
-    from .runs import runner
-    from .spec.training import metric_mode
+    from ..errors import suggest
+    from ..engine.runs import runner
+    from ..spec.training import metric_mode
     mod = runner(trial_spec.kind)
     tags = mod.produced_tags(trial_spec) if hasattr(mod, "produced_tags") else []
     monitor = mod.check_monitor(trial_spec) if hasattr(mod, "check_monitor") else trial_spec.train.monitor
@@ -370,7 +370,7 @@ def write_hparams(folder: Path, info: dict, status: str) -> None:
 # Each trial is still its own process: a crash, a NaN or a SIGKILL ends that trial only.
 # Without fork (Windows) a trial is a fresh `python -m netspec.sweep FOLDER`.
 FORKSERVER = True
-PRELOAD = ["netspec.sweep", "netspec.train", "netspec.gan", "netspec.seq2seq", "netspec.data",
+PRELOAD = ["netspec.sweep", "netspec.engine.runs", "netspec.kinds.network", "netspec.kinds.gan", "netspec.kinds.seq2seq", "netspec.data",
            "torch._dynamo", "torch.utils.tensorboard"]  # torch._dynamo: the optimizers import it
 
 
@@ -460,7 +460,7 @@ def start(job: dict):
         ctx = forkserver()
         if ctx is not None:
             return Forked(job, ctx)
-        return subprocess.Popen([job["python"], "-m", "netspec.sweep", *_argv(job)], stdout=log,
+        return subprocess.Popen([job["python"], "-m", "netspec.sweep.trial", *_argv(job)], stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env={**os.environ, **_env(job)}, cwd=job["cwd"])
 
@@ -528,8 +528,8 @@ def _trial_main(argv: list[str]) -> int:
     Its output goes to FOLDER/trial.log; the last `error: ...` line is the trial's error."""
     folder, resume = Path(argv[0]), "--resume" in argv[1:]
     try:
-        from .runs import runner
-        from .spec import load
+        from ..engine.runs import runner
+        from ..spec import load
         spec = load(folder / "spec.yaml")
         runner(spec.kind).fit(spec, folder, resume=resume, progress=True)
         return 0
@@ -654,7 +654,7 @@ def _columns(result: SweepResult, tags: list[str]) -> list[str]:
 
 
 def write_results(result: SweepResult, tags: list[str]) -> None:
-    from .runs import write_text
+    from ..engine.runs import write_text
     paths = list(result.trials[0].params) if result.trials else []
     cols = _columns(result, tags)
     ranked = leaderboard(result.trials, result.metric, result.mode)
@@ -757,8 +757,8 @@ class Board:
 def run_sweep(spec, out="runs", workers: int = 1, executor: str = "local", resume: bool = False,
               dry_run: bool = False, quiet: bool = False, overwrite: bool = False) -> SweepResult | None:
     """Expand, validate, run and rank every trial of `spec`'s sweep into OUT/<name>/."""
-    from .runs import _check_same_run, write_text
-    from .spec import written
+    from ..engine.runs import _check_same_run, write_text
+    from ..spec import written
     if executor not in EXECUTORS:
         raise SpecError([Problem("", f"unknown executor '{executor}'; valid: {', '.join(EXECUTORS)}",
                                  "--executor")])
@@ -888,6 +888,3 @@ def _clean(tdir: Path) -> None:
     if tdir.exists():
         shutil.rmtree(tdir)
 
-
-if __name__ == "__main__":
-    sys.exit(_trial_main(sys.argv[1:]))

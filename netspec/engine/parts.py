@@ -13,8 +13,8 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from .errors import RunError
-from .spec.training import metric_mode
+from ..errors import RunError
+from ..spec.training import metric_mode
 
 
 # --- device and precision ---

@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import data as D
-from . import parts
-from .compile import check_size, compile_network, compile_spec, materialize
-from .errors import Problem, RunError, SpecError, suggest
-from .spec import layers as L
-from .runs import link_checkpoint, load_checkpoint, save_checkpoint, write_metrics
+from .. import data as D
+from ..compiler import check_size, compile_network, materialize
+from ..engine import parts
+from ..engine.runs import link_checkpoint, load_checkpoint, save_checkpoint, write_metrics
+from ..errors import Problem, RunError, SpecError, suggest
+from ..spec import layers as L
+from . import compile_spec
 
 BOUNDED = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}  # generator output ranges the data is scaled to
 EVAL_SAMPLES = 1000  # generated samples scored by the quality classifier each epoch
@@ -54,7 +55,7 @@ def _last(network, name: str, shaping: bool = False) -> tuple:
     return (name, "layers", i, network.layers[i].type)
 
 
-def compile_gan(spec, ctx: dict) -> dict:
+def compile(spec, ctx: dict) -> dict:
     """Generator (input: latent [+ one-hot label]) and discriminator (input: a sample
     [+ label channels]) on the meta device. ctx may carry the data's sample shape and
     class count (at train time), checked here so a mismatch names its line."""

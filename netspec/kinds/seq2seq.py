@@ -20,81 +20,26 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 from torch import nn
 
-from . import data as D
-from . import parts
-from . import text as X
-from .compile import Compiled, Recurrent, Row, check_size, compile_network, materialize
-from .errors import RunError, SpecError
-from .runs import load_checkpoint, save_checkpoint, write_metrics
-from .spec import layers as L
-from .spec.text import PAIR_SOURCES
+
+from ..data import text as X
+from ..data.text import Corpus, _sizes, read_pairs
+from ..engine import parts
+from ..compiler import Compiled, Recurrent, Row, check_size, compile_network, materialize
+from ..errors import RunError, SpecError
+from ..engine.runs import load_checkpoint, save_checkpoint, write_metrics
+from ..spec import layers as L
 
 PAD_ID, GO_ID, EOS_ID, UNK_ID = 0, 1, 2, 3  # the order of text.SEQ2SEQ_SPECIALS
 RECURRENT = {"rnn", "lstm", "gru"}
 PER_STEP = {"embedding", "dropout", "linear", "layer_norm", *RECURRENT, *(c.tag() for c in L.ACTIVATIONS)}
 METRICS = {"accuracy", "perplexity", "exact_match", "bleu"}
 TRAIN_DECODED = 2000  # training pairs decoded each epoch for train/exact_match and train/bleu
-
-
-# --- data ---
-@dataclass
-class Corpus:
-    splits: dict  # split -> (source token lists, target token lists)
-    source_vocab: list[str]
-    target_vocab: list[str]
-
-    def info(self) -> dict:
-        """What a checkpoint keeps: the vocabularies (token i is id i)."""
-        return {"source_vocab": self.source_vocab, "target_vocab": self.target_vocab}
-
-
-def read_pairs(spec, vocabs: tuple | None = None) -> Corpus:
-    """The spec's pairs, length-checked and split; vocabularies from the train split
-    (or the given ones: a checkpoint's)."""
-    if spec.data is None:
-        raise SpecError([spec.problem((), "'data' is required to train: e.g. 'data: {source: "
-                                          "{sort_letters: 10000}, validation_split: 0.1}'")])
-    src = spec.data.source
-    if src.type not in PAIR_SOURCES:
-        raise SpecError([spec.problem(("data", "source", src.type),
-                                      f"seq2seq trains on sequence pairs: use a tsv, parallel or sort_letters "
-                                      f"source, not {src.type}")])
-    arrays = D.SOURCES[src.type](src, spec)
-    if len(arrays.x) < 2:
-        D.fail(spec, f"the data has {len(arrays.x)} pairs; training needs more")
-    x = X.fit_lengths(spec, arrays.x, spec.encoder.max_length, spec.too_long, "source sequences",
-                      ("encoder", "max_length"), "encoder.max_length")
-    y = X.fit_lengths(spec, arrays.y, spec.decoder.max_length, spec.too_long, "target sequences",
-                      ("decoder", "max_length"), "decoder.max_length")
-    idx = D.split_indices(len(x), spec.data.validation_split, spec.data.test_split, spec.seed)
-    splits = {k: ([x[i] for i in ix], [y[i] for i in ix]) for k, ix in idx.items()}
-    if vocabs is None:
-        v = spec.vocab
-        xs, ys = splits["train"]
-        if v.shared:
-            both = X.build_vocab(xs + ys, X.SEQ2SEQ_SPECIALS, v.min_freq, v.max_size)
-            vocabs = (both, both)
-        else:
-            vocabs = (X.build_vocab(xs, X.SEQ2SEQ_SPECIALS, v.min_freq, v.max_size),
-                      X.build_vocab(ys, X.SEQ2SEQ_SPECIALS, v.min_freq, v.max_size))
-    return Corpus(splits, *vocabs)
-
-
-def context(spec) -> dict:
-    """Vocabulary sizes for compiling (`netspec build` reads them from the data)."""
-    c = read_pairs(spec)
-    return _sizes(c.source_vocab, c.target_vocab)
-
-
-def _sizes(source_vocab, target_vocab) -> dict:
-    return {"source_vocab_size": len(source_vocab), "target_vocab_size": len(target_vocab)}
 
 
 def ids(seqs: list[list[str]], vocab: list[str], frame: bool = False) -> torch.Tensor:
@@ -259,7 +204,7 @@ def _net(layers):
     return SimpleNamespace(layers=layers, input_dtype="long", blocks={}, input_shape=None)
 
 
-def compile_seq2seq(spec, ctx: dict) -> dict[str, Compiled]:
+def compile(spec, ctx: dict) -> dict[str, Compiled]:
     """{encoder, decoder} on the meta device; ctx has source/target_vocab_size from the data."""
     problems: list = []
     sv, tv = ctx.get("source_vocab_size"), ctx.get("target_vocab_size")
@@ -359,7 +304,7 @@ def _row(name, kind, shape, module) -> Row:
 
 
 def build(spec, source_vocab, target_vocab) -> nn.ModuleDict:
-    nets = compile_seq2seq(spec, _sizes(source_vocab, target_vocab))
+    nets = compile(spec, _sizes(source_vocab, target_vocab))
     torch.manual_seed(spec.seed)
     return nn.ModuleDict({k: materialize(c) for k, c in nets.items()})
 
@@ -579,7 +524,7 @@ def _tokenizer(spec) -> tuple[str, bool]:
 def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict:
     from torch.utils.tensorboard import SummaryWriter
 
-    from .train import check_monitor
+    from .network import check_monitor
     t_start = time.perf_counter()
     tr = spec.train
     names = _check(spec)

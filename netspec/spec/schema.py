@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import copy
 
-from .spec import KINDS
-from .spec.base import REGISTRY
+from . import KINDS
+from .base import REGISTRY
 
 SIBLINGS = {"layer": ("name", "inputs")}
 NOT_WRITTEN = {"activation": ("name", "inputs")}  # an activation inside a layer has no wiring

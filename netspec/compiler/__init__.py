@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .errors import SpecError, suggest
-from .spec import layers as L
+from ..errors import suggest
+from ..spec import layers as L
 
 Shape = tuple
 
@@ -612,66 +612,6 @@ def materialize(compiled: Compiled, seed: int | None = None) -> nn.Module:
     for m, init in compiled.inits:
         init_weights(m, init)
     return module
-
-
-# --- kinds: a spec -> its networks ---
-def compile_network_kind(spec, ctx: dict) -> dict[str, Compiled]:
-    problems = []
-    c = compile_network(spec, spec.model, ("model",), problems, ctx)
-    if c is not None:
-        check_size(spec, c, ("model",), problems)
-    if problems:
-        raise SpecError(problems)
-    return {"model": c}
-
-
-def compile_gan_kind(spec, ctx: dict) -> dict[str, Compiled]:
-    from .gan import compile_gan  # the GAN's shape rules live beside its loop
-    return compile_gan(spec, ctx)
-
-
-def compile_seq2seq_kind(spec, ctx: dict) -> dict[str, Compiled]:
-    from .seq2seq import compile_seq2seq  # encoder/decoder wiring lives beside its loop
-    return compile_seq2seq(spec, ctx)
-
-
-KIND_COMPILERS = {"network": compile_network_kind, "gan": compile_gan_kind,
-                  "seq2seq": compile_seq2seq_kind}
-
-
-def compile_spec(spec, **ctx) -> dict[str, Compiled]:
-    """Every network of a spec, on the meta device; SpecError with all problems.
-    Without a context, sizes that come from the data (vocabularies) are read from it."""
-    if not ctx:
-        from .data import context
-        ctx = context(spec)
-    return KIND_COMPILERS[spec.kind](spec, ctx)
-
-
-def report(spec, **ctx) -> dict:
-    """The contract's JSON summary of a spec."""
-    nets = compile_spec(spec, **ctx)
-    if spec.kind == "network":
-        return nets["model"].report()
-    out = {"kind": spec.kind,
-           "parameters": sum(c.parameters for c in nets.values()),
-           "trainable_parameters": sum(c.trainable for c in nets.values()),
-           "networks": {k: c.report(spec.kind) for k, c in nets.items()}}
-    for v in out["networks"].values():
-        v.pop("kind")
-    last = list(nets.values())[-1 if spec.kind != "gan" else 0]
-    out["output_shape"] = list(last.output_shape)
-    out["layers"] = [dict(r, name=f"{k}.{r['name']}") for k, c in out["networks"].items() for r in c["layers"]]
-    return out
-
-
-def build(spec, **ctx) -> nn.Module:
-    """A spec's torch module (seeded by spec.seed). GAN/seq2seq: a ModuleDict of its networks."""
-    nets = compile_spec(spec, **ctx)
-    torch.manual_seed(spec.seed)
-    if spec.kind == "network":
-        return materialize(nets["model"])
-    return nn.ModuleDict({k: materialize(c) for k, c in nets.items()})
 
 
 def format_summary(rep: dict, title: str = "") -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Problem, SpecError
+from ..errors import Problem, SpecError
 
 Where = tuple[str, int | None, int | None]  # file, line, col (1-based)
 

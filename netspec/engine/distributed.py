@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import Problem, RunError, SpecError
+from ..errors import Problem, RunError, SpecError
 
 
 def rank_env() -> tuple[int, int, int] | None:
@@ -51,7 +51,7 @@ def launch(spec_file, overrides=(), out="runs", nproc: int = 2, resume: bool = F
     """Start `nproc` ranks of `netspec train` on this machine (as torchrun would) and wait.
     The first rank to fail stops the others: they would wait forever on its gradients."""
     from .runs import prepare
-    from .spec import load
+    from ..spec import load
     prepare(load(spec_file, list(overrides)), out, resume=resume, overwrite=overwrite)  # refuse before starting N
     env = {**os.environ, "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}

@@ -9,17 +9,30 @@ from __future__ import annotations
 import math
 import sys
 import time
-import types
+import numpy as np
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import data as D
-from . import parts
-from .compile import compile_spec, materialize
-from .errors import Problem, RunError, SpecError
-from .runs import CheckpointWriter, load_checkpoint, write_metrics
+from .. import data as D
+from ..compiler import check_size, compile_network, materialize
+from ..engine import parts
+from ..engine.runs import CheckpointWriter, load_checkpoint, write_metrics
+from ..errors import Problem, RunError, SpecError
+from ..data.text import detokenize, tokenize
+from . import compile_spec
+
+def compile(spec, ctx: dict) -> dict:
+    """The network of a spec, on the meta device (SpecError with every problem)."""
+    problems = []
+    c = compile_network(spec, spec.model, ("model",), problems, ctx)
+    if c is not None:
+        check_size(spec, c, ("model",), problems)
+    if problems:
+        raise SpecError(problems)
+    return {"model": c}
+
 
 LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "nll": nn.NLLLoss, "bce": nn.BCELoss,
           "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss, "l1": nn.L1Loss,
@@ -158,7 +171,7 @@ def produced_tags(spec) -> list[str]:
 
 def check_monitor(spec) -> str:
     """The monitored tag, checked against what the run produces (at its line)."""
-    from .errors import suggest
+    from ..errors import suggest
     decoded = [i for i, m in enumerate(spec.train.metrics) if m.type in ("exact_match", "bleu")]
     if decoded and spec.kind != "seq2seq":
         raise SpecError([spec.problem(("train", "metrics", i), f"{spec.train.metrics[i].type} scores decoded "
@@ -331,7 +344,6 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
             if verbosity >= 2 and epoch % tr.tensorboard.histogram_every == 0:
                 parts.histograms(tb, model, step, splits.get("val", splits["train"])[0][:256] if verbosity >= 3 else None)
         if tb is not None and data.task == "tokens":  # a language model: show what it writes
-            from .text import log_sample
             log_sample(tb, model, spec, data.vocab, step)
         stopping = stopper is not None and stopper.stop
         save_last = epoch % tr.checkpoint_every == 0 or epoch == tr.epochs or stopping
@@ -411,7 +423,6 @@ def evaluate(spec, state, split="test") -> dict:
 
 
 def _inputs_error(path, message):
-    from .errors import Problem
     return SpecError([Problem("inputs", message, str(path))])
 
 
@@ -485,7 +496,7 @@ def predict(spec, state, inputs, output="-"):
     import sys
     model, info = restore(spec, state)
     if spec.data is not None and spec.data.source.type == "text_csv":
-        from .text import classifier_inputs
+        from ..data.text import classifier_inputs
         x = classifier_inputs(spec, info, inputs)  # one text per line (stdin without a file)
     else:
         x = read_inputs(inputs, spec)
@@ -520,19 +531,79 @@ def predict(spec, state, inputs, output="-"):
         Path(output).write_text(text)
 
 
-def sample(spec, state, run_dir, **kw):
-    """`netspec sample` for a language model (a network trained on a text source)."""
-    from .text import sample as sample_text
-    return sample_text(spec, state, run_dir, **kw)
+# --- language models: sampling ---
+def _start(vocab: list[str], prime: list[str], rng) -> tuple[list[str], bool]:
+    """The tokens to start from; without a prime, a line break (or a space) as if a new
+    paragraph began, which is not printed."""
+    if prime:
+        return prime, True
+    for t in ("\n", " ", "."):
+        if t in vocab:
+            return [t], False
+    return [vocab[int(rng.integers(len(vocab)))]], False
 
 
-class _CallableModule(types.ModuleType):
-    """Importing this module sets the package attribute `netspec.train`, which is also the
-    documented function `netspec.train(spec, out=...)`: the module answers that call too."""
+def generate(model, start: list[int], n: int, length: int, temperature: float, window: int, generator):
+    """n continuations of `start`, each `length` tokens, sampled from softmax(logits / T).
 
-    def __call__(self, spec, out="runs", **kw):
-        from .runs import run
-        return run(spec, out=out, **kw)
+    Each step reads the last `window` tokens (the training length): exactly the kind of
+    input the model was trained on, from a zero state."""
+    import torch
+    x = torch.tensor([start] * n, dtype=torch.long)
+    for _ in range(length):
+        out = model(x[:, -window:])
+        if out.dim() != 3:
+            raise RunError(f"this network outputs {list(out.shape[1:])} per sample; a language model outputs "
+                           "[time, vocabulary] (a linear: vocab layer over a sequence)")
+        probs = torch.softmax(out[:, -1].float() / temperature, -1)
+        x = torch.cat([x, torch.multinomial(probs, 1, generator=generator)], 1)
+    return x[:, len(start):].tolist()
 
 
-sys.modules[__name__].__class__ = _CallableModule
+def sample_texts(spec, model, vocab, n=1, temperature=1.0, prime="", length=200, seed=0) -> list[str]:
+    import torch
+    src = spec.data.source
+    rng = np.random.default_rng(seed)
+    primed = tokenize(prime, src.tokenizer, src.lowercase) if prime else []
+    unknown = sorted({t for t in primed if t not in vocab})
+    if unknown:
+        raise RunError(f"the prime has tokens the model never saw: {', '.join(map(repr, unknown[:10]))}")
+    start, shown = _start(vocab, primed, rng)
+    index = {t: i for i, t in enumerate(vocab)}
+    g = torch.Generator().manual_seed(seed)
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        out = generate(model, [index[t] for t in start], n, length, temperature, spec.model.input_shape[0], g)
+    model.train(was)
+    head = detokenize(start, src.tokenizer) + ("" if src.tokenizer == "char" else " ") if shown else ""
+    return [head + detokenize([vocab[i] for i in ids], src.tokenizer) for ids in out]
+
+
+def sample(spec, state, run_dir, n=1, out=None, temperature=1.0, prime="", length=200, label=None, seed=0):
+    """`netspec sample` for a language model: print (or write to `out`) n samples."""
+    if spec.data is None or spec.data.source.type != "text":
+        raise SpecError([spec.problem(("data", "source"), "'netspec sample' generates text from a language "
+                                                          "model (trained on a 'text' source); this run is not one")])
+    if label is not None:
+        raise RunError("--label is for conditional GANs; a language model takes --prime")
+    model, info = restore(spec, state)
+    texts = sample_texts(spec, model, info["vocab"], n, temperature, prime, length, seed)
+    body = texts[0] if n == 1 else "\n".join(f"--- sample {i + 1} ---\n{t}" for i, t in enumerate(texts))
+    if out:
+        Path(out).write_text(body + "\n", encoding="utf-8")
+        print(f"wrote {n} sample{'s' if n > 1 else ''} to {out}")
+    else:
+        print(body)
+    return texts
+
+
+def as_markdown(text: str) -> str:
+    """TensorBoard renders text as markdown: indent it so it shows as written."""
+    return "    " + text.replace("\n", "\n    ")
+
+
+def log_sample(tb, model, spec, vocab, step, length=200) -> None:
+    """One sample per epoch in TensorBoard's Text tab (a fixed seed: epochs compare)."""
+    text = sample_texts(spec, model, vocab, 1, 1.0, "", length, seed=0)[0]
+    tb.add_text("samples", as_markdown(text), step)
