@@ -122,22 +122,21 @@ def train(spec_file, overrides, out, resume, overwrite, workers, executor, nproc
         click.echo(f"{spec_file}: valid; would train '{spec.name}' into {out}/{spec.name}/")
         return
     from .engine.distributed import launch, rank_env, run_rank
-    if nproc > 1 and spec.kind != "network":  # checked once here, not once per rank
-        raise SpecError([spec.problem(("kind",), f"--nproc (data-parallel training) is for kind: network; "
-                                                 f"a {spec.kind} trains in one process: drop --nproc")])
     if nproc > 1:
         launch(spec_file, overrides, out=out, nproc=nproc, resume=resume, overwrite=overwrite, quiet=quiet)
         return
     if rank_env():  # one of several data-parallel ranks (started by --nproc or torchrun)
-        run_rank(spec, out=out, resume=resume, overwrite=overwrite, progress=not quiet)
+        run_rank(spec, out=out, resume=resume, overwrite=overwrite, progress=not quiet, report=True)
         return
     from .engine.runs import run
-    run(spec, out=out, resume=resume, overwrite=overwrite, progress=not quiet)
+    run(spec, out=out, resume=resume, overwrite=overwrite, progress=not quiet, report=True)
 
 
 @main.command()
 @click.argument("run_dir")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
+              help="Split to evaluate  [default: test; val where the data has no test split. A GAN reports "
+                   "the quality of its samples, plus D's view of the split's real samples]")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
               help="Override the run's spec, e.g. to point data.source at other files.")

@@ -95,12 +95,14 @@ def _stop(procs, sig) -> None:
             p.wait()
 
 
-def run_rank(spec, out="runs", resume: bool = False, overwrite: bool = False, progress: bool = True):
+def run_rank(spec, out="runs", resume: bool = False, overwrite: bool = False, progress: bool = True,
+             report: bool | None = None):
     """This process's share of a data-parallel run (the environment names its rank)."""
     import torch
     import torch.distributed as dist
 
-    from .runs import RunResult, prepare, runner
+    from .loop import fit
+    from .runs import RunResult, prepare
     rank, world, local = rank_env()
     gpu = torch.cuda.is_available() and spec.train.device in ("auto", "cuda")
     if gpu:
@@ -122,8 +124,8 @@ def run_rank(spec, out="runs", resume: bool = False, overwrite: bool = False, pr
         if problem[0] is not None:
             raise SpecError(problem[0] if rank == 0 else [])
         try:
-            metrics = runner(spec.kind).fit(spec, folder, resume=resume, progress=progress and rank == 0,
-                                            dist=(rank, world))
+            metrics = fit(spec, folder, resume=resume, progress=progress and rank == 0, dist=(rank, world),
+                          report=report and rank == 0)
         except RuntimeError as e:  # mostly a collective that lost another rank (it died or was stopped)
             raise RunError(f"rank {rank} of {world} stopped: {str(e).strip().splitlines()[-1][:300]}") from e
         return RunResult(folder, metrics)

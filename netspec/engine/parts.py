@@ -5,9 +5,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import shutil
-import sys
-import time
 from contextlib import nullcontext
 
 import numpy as np
@@ -45,10 +42,26 @@ def autocast(train, device: torch.device):
     return torch.autocast(device.type, dtype=dtype), scaler
 
 
-def set_threads(train) -> None:
-    n = train.threads or int(os.environ.get("NETSPEC_THREADS", 0)) or None
+def threads(train, world: int = 1) -> int | None:
+    """Torch CPU threads: train.threads or NETSPEC_THREADS when set; else the cores this
+    process may use, less those other processes keep busy (the 1-minute load average) and
+    shared among data-parallel ranks. On a busy 2-core machine torch's default of 2 threads
+    ran small networks 5-20x slower than 1 (README: the quick-start took 128 s vs 11 s)."""
+    n = train.threads or int(os.environ.get("NETSPEC_THREADS", 0) or 0)
     if n:
-        torch.set_num_threads(n)
+        return n
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, (cores - int(busy + 0.5)) // world, 1)
+
+
+def set_threads(train, world: int = 1) -> int:
+    n = threads(train, world)
+    torch.set_num_threads(n)
+    return n
 
 
 def seed_everything(seed: int) -> None:
@@ -149,40 +162,51 @@ class Monitor:
         self.best, self.best_epoch, self.bad = s["best"], s["best_epoch"], s["bad"]
 
 
-def resume_from(state: dict, where, model, opt, sched=None, scaler=None, mon=None, stopper=None):
-    """Restore a loop from a checkpoint; returns (first epoch to run, global step)."""
+def resume_from(state: dict, where, nets: dict, opts: dict, scheds: dict, scaler=None, mon=None, stopper=None):
+    """Restore a run from a checkpoint; returns (first epoch to run, global step). Networks are
+    kept under their names; one optimizer (scheduler) as "optimizer", several as a mapping."""
     try:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise RunError(f"{where} does not fit this run's network or optimizer: "
+        for name, net in nets.items():
+            net.load_state_dict(state[name])
+        for name, opt in opts.items():
+            opt.load_state_dict(state["optimizer"] if len(opts) == 1 else state["optimizer"][name])
+        if state.get("scheduler"):
+            for name, sched in scheds.items():
+                sched.load_state_dict(state["scheduler"] if len(scheds) == 1 else state["scheduler"][name])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        if mon is not None:
+            mon.load(state["monitor"])
+        if stopper is not None and state.get("stopper"):
+            stopper.load(state["stopper"])
+        set_rng_state(state["rng"])
+        return state["epoch"] + 1, state["step"]
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise RunError(f"{where} does not fit this run's networks or optimizers: "
                        f"{str(e).splitlines()[0][:200]}") from None
-    if sched is not None and state.get("scheduler"):
-        sched.load_state_dict(state["scheduler"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    if mon is not None:
-        mon.load(state["monitor"])
-    if stopper is not None and state.get("stopper"):
-        stopper.load(state["stopper"])
-    set_rng_state(state["rng"])
-    return state["epoch"] + 1, state["step"]
 
 
-def check_finite(loss: float, step: int, folder, tb=None) -> None:
-    """A NaN/inf loss ends the run (RunError, exit 1). With the run's writer, the failing
-    value goes into the train/loss curve and the events are closed, so the curve up to the
-    failure is on disk."""
-    if not math.isfinite(loss):
-        if tb is not None:
-            tb.add_scalar("train/loss", loss, step)
-            tb.close()
-        last = folder / "checkpoints" / "last.pt"
-        where = (f"the last good checkpoint is {last} (continue from it with --resume and e.g. "
-                 "--set train.clip_grad_norm=1)" if last.exists() else "no checkpoint was written yet")
-        raise RunError(f"the loss became {loss} at step {step}: training diverged; {where}. "
-                       "Or start afresh (--overwrite) with a lower learning rate or gradient clipping "
-                       "(train.clip_grad_norm)")
+def snapshot(nets: dict, opts: dict, scheds: dict) -> dict:
+    """The checkpoint entries resume_from reads back."""
+    one = len(opts) == 1
+    state = {name: net.state_dict() for name, net in nets.items()}
+    state["optimizer"] = next(iter(opts.values())).state_dict() if one else \
+        {k: o.state_dict() for k, o in opts.items()}
+    state["scheduler"] = None if not scheds else next(iter(scheds.values())).state_dict() if len(scheds) == 1 \
+        else {k: s.state_dict() for k, s in scheds.items()}
+    return state
+
+
+def diverged(value: float, tag: str, step: int, folder) -> RunError:
+    """The error of a NaN/inf loss, saying what to do next."""
+    last = folder / "checkpoints" / "last.pt"
+    if last.exists():
+        nxt = (f"The last good checkpoint is {last}: continue from it with --resume and a remedy, e.g. "
+               "--set train.clip_grad_norm=1, or start afresh with --overwrite and a lower learning rate.")
+    else:
+        nxt = ("No checkpoint was written yet, so start afresh with --overwrite and a lower learning rate "
+               "or gradient clipping (--set train.clip_grad_norm=1).")
+    return RunError(f"{tag} became {value} at step {step}: training diverged. {nxt}")
 
 
 def clip(train, params) -> None:
@@ -190,174 +214,3 @@ def clip(train, params) -> None:
         torch.nn.utils.clip_grad_norm_(params, train.clip_grad_norm)
     if train.clip_grad_value:
         torch.nn.utils.clip_grad_value_(params, train.clip_grad_value)
-
-
-def writer(folder, purge_step: int | None = None):
-    """The run's TensorBoard writer. With `purge_step` (a resume), TensorBoard drops the events
-    an earlier, killed process wrote at that step or later."""
-    from torch.utils.tensorboard import SummaryWriter
-    return SummaryWriter(str(folder), purge_step=purge_step, flush_secs=10)
-
-
-# --- TensorBoard extras (verbosity >= 1) ---
-def grad_norm(model) -> float:
-    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
-    return float(torch.stack(norms).norm()) if norms else 0.0
-
-
-def log_graph(tb, model, example):
-    """The model graph for TensorBoard's Graphs tab. A netspec network (compile.Graph) is
-    drawn from its own wiring, one node per layer as the spec names it; anything else is
-    traced (SummaryWriter.add_graph, ~0.2 s of a short run)."""
-    was = model.training
-    model.eval()
-    try:
-        if hasattr(model, "wiring"):
-            from tensorboard.compat.proto.event_pb2 import Event
-            tb._get_file_writer().add_event(Event(graph_def=layer_graph(model, example).SerializeToString()))
-        else:
-            tb.add_graph(model, example)
-    except Exception as e:  # the graph is a picture: it must never stop a run
-        print(f"warning: the model graph could not be drawn for TensorBoard ({str(e).splitlines()[0][:120]})",
-              file=sys.stderr)
-    model.train(was)
-
-
-@torch.no_grad()
-def layer_graph(model, example):
-    """A GraphDef with a node per layer (blocks as groups), wired as the spec wires them;
-    each node carries its output shape, parameter count and settings."""
-    from tensorboard.compat.proto.attr_value_pb2 import AttrValue
-    from tensorboard.compat.proto.graph_pb2 import GraphDef
-    from tensorboard.compat.proto.node_def_pb2 import NodeDef
-    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
-
-    shapes = {}  # module -> its output shape on the example (one forward pass, hooks removed after)
-
-    def keep(_module, _inputs, out):
-        if isinstance(out, torch.Tensor):
-            shapes[_module] = tuple(out.shape)
-    handles = [m.register_forward_hook(keep) for m in model.modules()]
-    try:
-        model(example)
-    finally:
-        for h in handles:
-            h.remove()
-
-    def node(name, op, inputs, shape, text=""):
-        attr = {"attr": AttrValue(s=text.encode())}
-        if shape is not None:  # the batch dimension shows as '?'
-            dims = [TensorShapeProto.Dim(size=d) for d in (-1, *shape[1:])]
-            attr["_output_shapes"] = AttrValue(list=AttrValue.ListValue(shape=[TensorShapeProto(dim=dims)]))
-        return NodeDef(name=name, op=op, input=inputs, attr=attr)
-
-    nodes = [node("input", "Input", [], tuple(example.shape))]
-
-    def walk(module, prefix, src: str) -> str:
-        """Add `module`'s nodes reading node `src`; returns the node holding its output."""
-        if hasattr(module, "wiring"):  # a layer list: names and wiring from the spec
-            outs = {"input": src}
-            for name, inputs in module.wiring:
-                sub = module._modules[name]
-                if hasattr(sub, "wiring") or isinstance(sub, torch.nn.Sequential):
-                    outs[name] = walk(sub, f"{prefix}{name}/", outs[inputs[0]])
-                else:
-                    n = sum(p.numel() for p in sub.parameters())
-                    text = ", ".join(t for t in (sub.extra_repr(), f"{n:,} parameters" if n else "") if t)
-                    nodes.append(node(prefix + name, type(sub).__name__, [outs[i] for i in inputs],
-                                      shapes.get(sub), text))
-                    outs[name] = prefix + name
-            return outs[module.output]
-        for i, part in enumerate(module):  # a repeated block
-            src = walk(part, f"{prefix}{i}/", src)
-        return src
-
-    walk(model, "", "input")
-    return GraphDef(node=nodes)
-
-
-@torch.no_grad()
-def histograms(tb, model, step, sample=None):
-    """Weights and gradients; with a sample (verbosity 3) also every leaf layer's output on it.
-    The activation hooks live only for this one pass, so training steps never pay for them."""
-    for name, p in model.named_parameters():
-        tb.add_histogram(f"weights/{name}", p.detach().float().cpu(), step)
-        if p.grad is not None:
-            tb.add_histogram(f"grads/{name}", p.grad.detach().float().cpu(), step)
-    if sample is None:
-        return
-    acts = {}
-
-    def keep(name):
-        def hook(_module, _inputs, out):
-            if isinstance(out, torch.Tensor):
-                acts[name] = out
-        return hook
-    handles = [m.register_forward_hook(keep(name)) for name, m in model.named_modules()
-               if name and not list(m.children())]
-    was = model.training
-    model.eval()
-    try:
-        model(sample)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
-    for name, a in acts.items():
-        tb.add_histogram(f"activations/{name}", a.float().cpu(), step)
-
-
-# --- progress display ---
-class Progress:
-    """One live line on a terminal (epoch, step, loss, samples/s); one line per epoch otherwise."""
-
-    def __init__(self, epochs: int, steps: int, enabled: bool = True, stream=None):
-        self.epochs, self.steps, self.enabled = epochs, steps, enabled
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.t0 = time.perf_counter()
-        self.seen = 0
-        self.last_draw = 0.0
-
-    def start_epoch(self, epoch):
-        self.epoch, self.t0, self.seen = epoch, time.perf_counter(), 0
-
-    def step(self, step: int, loss: float, n: int, running=None):
-        """After each step; `running()` (called only when the line is redrawn, ~10 times a
-        second) gives the epoch's running metrics, e.g. {"loss": 0.31, "accuracy": 0.9}."""
-        self.seen += n
-        if not (self.enabled and self.tty):
-            return
-        now = time.perf_counter()
-        if now - self.last_draw < 0.1 and step < self.steps:
-            return
-        self.last_draw = now
-        width = 20
-        done = int(width * step / max(self.steps, 1))
-        bar = "#" * done + "." * (width - done)
-        rate = self.seen / max(now - self.t0, 1e-9)
-        shown = running() if running is not None else {"loss": loss}
-        values = " ".join(f"{k} {v:.4f}" for k, v in shown.items())
-        line = f"epoch {self.epoch}/{self.epochs} [{bar}] {step}/{self.steps} {rate:,.0f} samples/s  {values}"
-        cols = shutil.get_terminal_size().columns - 1  # a wrapped line could not be redrawn in place
-        self.stream.write("\r" + line[:cols] + "\033[K")
-        self.stream.flush()
-
-    def end_epoch(self, metrics: dict, extra: str = ""):
-        if not self.enabled:
-            return
-        dt = time.perf_counter() - self.t0
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-        line = f"epoch {self.epoch}/{self.epochs}  {shown}  {self.seen / max(dt, 1e-9):,.0f} samples/s  {dt:.1f}s{extra}"
-        if self.tty:
-            self.stream.write("\r\033[K")
-        self.stream.write(line + "\n")
-        self.stream.flush()
-
-
-def metrics_table(metrics: dict) -> str:
-    keys = [k for k, v in metrics.items() if isinstance(v, (int, float)) and "/" in k]
-    if not keys:
-        return ""
-    w = max(map(len, keys))
-    return "\n".join(f"  {k:<{w}}  {metrics[k]:.4f}" for k in sorted(keys))

@@ -6,7 +6,6 @@ with weights_only=True. RUNNERS maps a spec kind to its loop module (one file pe
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -186,7 +185,8 @@ def load_checkpoint(path: Path) -> dict:
 def run(spec, out="runs", resume=False, progress=True, overwrite=False, folder=None, **kw) -> RunResult:
     """Train one spec into OUT/<name>/."""
     folder = prepare(spec, out, resume=resume, overwrite=overwrite, folder=folder)  # refuses fast, before torch
-    metrics = runner(spec.kind).fit(spec, folder, resume=resume, progress=progress)
+    from .loop import fit
+    metrics = fit(spec, folder, resume=resume, progress=progress, report=kw.get("report"))
     return RunResult(folder, metrics)
 
 
@@ -207,7 +207,7 @@ def checkpoint_path(run_dir, which: str) -> Path:
     return p
 
 
-def evaluate_run(run_dir, split="test", which="best", overrides=()):
+def evaluate_run(run_dir, split=None, which="best", overrides=()):
     spec = open_run(run_dir, overrides)
     return runner(spec.kind).evaluate(spec, load_checkpoint(checkpoint_path(run_dir, which)), split)
 

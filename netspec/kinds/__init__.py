@@ -20,6 +20,11 @@ def kind(name: str):
     return importlib.import_module(KINDS[name])
 
 
+def kind_of(spec):
+    """The kind object that trains `spec` (kinds/base.py says what it supplies)."""
+    return kind(spec.kind).KIND(spec)
+
+
 def compile_spec(spec, **ctx) -> dict[str, Compiled]:
     """Every network of a spec, on the meta device; SpecError with all problems.
     Without a context, sizes that come from the data (vocabularies) are read from it."""

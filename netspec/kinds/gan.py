@@ -16,10 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import struct
 import sys
-import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +27,10 @@ from torch import nn
 
 from .. import data as D
 from ..compiler import check_size, compile_network, materialize
-from ..engine import parts
-from ..engine.runs import link_checkpoint, load_checkpoint, save_checkpoint, write_metrics
 from ..errors import Problem, RunError, SpecError, suggest
 from ..spec import layers as L
 from . import compile_spec
+from .base import Kind
 
 BOUNDED = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}  # generator output ranges the data is scaled to
 EVAL_SAMPLES = 1000  # generated samples scored by the quality classifier each epoch
@@ -197,28 +193,24 @@ class Losses:
         return -(t * math.log(t) + (1 - t) * math.log(1 - t))
 
 
-def d_step(gan: Gan, opt, losses: Losses, real, fake, labels, train):
+def d_step(gan: Gan, losses: Losses, real, fake, labels, engine):
     """One discriminator update; `fake` is detached so the generator is not touched."""
-    real_out, fake_out = gan.score(real, labels), gan.score(fake.detach(), labels)
-    loss = losses.d(real_out, fake_out)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    parts.clip(train, gan.discriminator.parameters())
-    opt.step()
+    with engine.cast:
+        real_out, fake_out = gan.score(real, labels), gan.score(fake.detach(), labels)
+        loss = losses.d(real_out, fake_out)
+    engine.update(loss, "discriminator")
     return loss.item(), losses.prob(real_out).mean().item(), losses.prob(fake_out).mean().item()
 
 
-def g_step(gan: Gan, opt, losses: Losses, fake, labels, train):
+def g_step(gan: Gan, losses: Losses, fake, labels, engine):
     """One generator update through a frozen discriminator."""
     gan.discriminator.requires_grad_(False)  # no D gradients to compute, none to leak
     try:
-        loss = losses.g(gan.score(fake, labels))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        with engine.cast:
+            loss = losses.g(gan.score(fake, labels))
+        engine.update(loss, "generator")
     finally:
         gan.discriminator.requires_grad_(True)
-    parts.clip(train, gan.generator.parameters())
-    opt.step()
     return loss.item()
 
 
@@ -272,24 +264,17 @@ def grid(images: torch.Tensor, columns: int, min_width: int = 320) -> torch.Tens
 
 
 def write_png(path: Path, image: torch.Tensor) -> None:
-    """A [C, H, W] image in [0, 1] (C = 1 grey, 3 colour) as an 8-bit PNG, written atomically."""
+    """A [C, H, W] image in [0, 1] (C = 1 grey, 3 colour) as an 8-bit PNG through Pillow,
+    written atomically (a viewer never sees half a picture). zlib level 1: a grid is a few
+    KB either way, and level 9 cost more than the step it illustrates."""
+    from PIL import Image
     px = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    h, w, c = px.shape
-    px = px[:, :, 0] if c == 1 else px
-    raw = b"".join(b"\x00" + px[r].tobytes() for r in range(h))  # filter byte 0 per row
-
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
-    head = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
-    _write_bytes(Path(path), b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(raw, 9))
-                + chunk(b"IEND", b""))
-
-
-def _write_bytes(path: Path, body: bytes) -> None:
+    picture = Image.fromarray(px[:, :, 0] if px.shape[2] == 1 else px)
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(body)
-    os.replace(tmp, path)  # a viewer never sees half a picture
+    picture.save(tmp, format="PNG", compress_level=1)
+    os.replace(tmp, path)
 
 
 # --- quality: a small classifier of the real data scores generated samples ---
@@ -306,7 +291,7 @@ def train_judge(x: torch.Tensor, y: torch.Tensor, classes: int, epochs: int = 15
     """Train the classifier on real samples (in generator space), seeded and apart from the
     run's random streams; returns it and its held-out accuracy and confidence."""
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
-        torch.manual_seed(0)
+        torch.manual_seed(0)  # (the network too: building it draws its initial weights)
         perm = torch.randperm(len(x))
         cut = int(len(x) * 0.8)
         tr, ho = perm[:cut], perm[cut:]
@@ -358,28 +343,52 @@ def _cache_dir() -> Path:
 
 def judge_for(folder: Path | None, x, y, classes):
     """The classifier for this data: from the run folder, else from the user cache (keyed by
-    the data itself), else trained now (seconds) and kept in both."""
+    the data itself), else trained now (seconds) and kept in both. An unreadable cache file
+    is trained again and replaced. Everything here draws from its own seeded stream, so a
+    run's metrics never depend on what the cache holds."""
     key = hashlib.sha256(b"judge-1" + str((list(x.shape), classes)).encode() + x.numpy().tobytes()
                          + y.numpy().tobytes()).hexdigest()[:20]
     places = ([folder / "checkpoints" / "quality.pt"] if folder is not None else []) + \
         [_cache_dir() / f"quality-{key}.pt"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net, m, found = _judge_net(tuple(x.shape[1:]), classes), None, set()
+        for f in places:
+            s = _read_judge(f, key)
+            if s is not None:
+                try:
+                    net.load_state_dict(s["model"])
+                    m = s["metrics"]
+                    found.add(f)
+                    break
+                except (RuntimeError, KeyError, TypeError):
+                    continue
+        if m is None:
+            net, m = train_judge(x, y, classes)
     for f in places:
-        if f.exists():
-            s = load_checkpoint(f)
-            if s.get("key") == key:
-                net = _judge_net(tuple(x.shape[1:]), classes)
-                net.load_state_dict(s["model"])
-                m = s["metrics"]
-                break
-    else:
-        net, m = train_judge(x, y, classes)
-    for f in places:
-        if not f.exists():
-            try:
-                save_checkpoint(f, {"model": net.state_dict(), "metrics": m, "key": key})
-            except OSError:  # a read-only cache only costs time
-                pass
+        if f not in found:
+            _write_judge(f, {"model": net.state_dict(), "metrics": m, "key": key})
     return net.eval(), m
+
+
+def _read_judge(f: Path, key: str) -> dict | None:
+    if not f.is_file():
+        return None
+    try:
+        s = torch.load(f, map_location="cpu", weights_only=True)
+    except Exception:  # corrupt or foreign: trained again
+        return None
+    return s if isinstance(s, dict) and s.get("key") == key else None
+
+
+def _write_judge(f: Path, state: dict) -> None:
+    try:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, f)
+    except OSError:  # a read-only or full cache only costs time
+        pass
 
 
 # --- checks on the rest of the spec, before any data is touched ---
@@ -450,178 +459,123 @@ def fixed_noise(spec, gan: Gan, device=None):
 
 
 # --- training ---
-def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=None) -> dict:
-    t_start = time.perf_counter()
-    if dist is not None and dist[1] > 1:
-        raise SpecError([Problem("--nproc", "a GAN trains in one process (its two networks take turns on "
-                                            "every batch); drop --nproc", "netspec train")])
-    check(spec)
-    tr, g = spec.train, spec.gan
-    parts.set_threads(tr)
-    parts.seed_everything(spec.seed)
-    data = D.load(spec)
-    nets = compile_spec(spec, data_shape=data.sample_shape, num_classes=data.num_classes)
-    x, y = data.splits["train"]
-    steps = len(x) // tr.batch_size  # full batches only: batch norm wants like-sized batches
-    if steps == 0:
-        raise SpecError([spec.problem(("train", "batch_size"), f"batch_size {tr.batch_size} is more than the "
-                                                               f"{len(x)} training samples")])
-    device = parts.device_of(tr)
-    torch.manual_seed(spec.seed)
-    gan = Gan(materialize(nets["generator"]), materialize(nets["discriminator"]), spec.latent,
-              g.classes if g.conditional else None).to(device)
-    scale = Scale.of(nets["generator"].rows[-1].type, x)
-    x = scale.to_gen(x).to(device)
-    y = y.to(device) if y is not None else None
-    opt_g = parts.optimizer(spec.optimizer.generator, gan.generator.parameters())
-    opt_d = parts.optimizer(spec.optimizer.discriminator, gan.discriminator.parameters())
-    losses = Losses(g)
-    classes = data.num_classes if data.task == "classification" else None
-    tag = check_monitor(spec, bool(classes))
-    judge, judge_metrics = (None, {})
-    if classes:
-        every = torch.cat([s[0] for s in data.splits.values()])
-        judge, judge_metrics = judge_for(folder, scale.to_gen(every), torch.cat([s[1] for s in data.splits.values()]),
-                                         classes)
-        judge = judge.to(device)
-    mon = parts.Monitor(tag or "none", tr.mode)
-    es = tr.early_stopping
-    stopper = parts.Monitor(es.monitor or tag, tr.mode, es.patience, es.min_delta) if es else None
-    sched_g = parts.scheduler(tr.scheduler, opt_g, tr.epochs, mon.mode)
-    sched_d = parts.scheduler(tr.scheduler, opt_d, tr.epochs, mon.mode)
-    columns, (show_z, show_y), (eval_z, eval_y) = fixed_noise(spec, gan, device)
-    images = is_image(data.sample_shape)
-    start_epoch, step, won, warnings = 1, 0, 0, []
-    ckpt_dir = folder / "checkpoints"
-    if resume:
-        state = load_checkpoint(ckpt_dir / "last.pt")
-        gan.generator.load_state_dict(state["generator"])
-        gan.discriminator.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["optimizer"]["generator"])
-        opt_d.load_state_dict(state["optimizer"]["discriminator"])
-        for s, k in ((sched_g, "generator"), (sched_d, "discriminator")):
-            if s is not None and state.get("scheduler"):
-                s.load_state_dict(state["scheduler"][k])
-        mon.load(state["monitor"])
-        if stopper and state.get("stopper"):
-            stopper.load(state["stopper"])
-        parts.set_rng_state(state["rng"])
-        start_epoch, step, won, warnings = state["epoch"] + 1, state["step"], state["won"], list(state["warnings"])
-        if stopper and stopper.stop:
-            start_epoch = tr.epochs + 1
-    # on resume, events logged after the checkpoint (by the interrupted run) are dropped
-    tb = parts.writer(folder, purge_step=step + 1 if resume else None)
-    if tr.tensorboard.graph and not resume:
-        parts.log_graph(tb, gan, show_z[:2])  # D(G(z)): both networks in one graph
-    if images and not resume:
-        tb.add_image("real", grid(scale.pixels(x[:8 * columns]).cpu(), columns), 0)
-    if progress:
+class GAN(Kind):
+    """`kind: gan`: per batch, a discriminator update on real and generated samples, then
+    (every d_steps batches) a generator update through the frozen discriminator."""
+    drop_last = True  # batch norm wants like-sized batches
+
+    def check(self) -> str | None:
+        check(self.spec)
+        return check_monitor(self.spec, True)  # assuming labels; setup checks again with the data
+
+    def tags(self) -> list[str]:
+        return produced_tags(self.spec)
+
+    def setup(self, engine) -> None:
+        spec, device, g = self.spec, engine.device, self.spec.gan
+        data = self.data = D.load(spec)
+        nets = compile_spec(spec, data_shape=data.sample_shape, num_classes=data.num_classes)
+        x, y = data.splits["train"]
+        if len(x) < spec.train.batch_size:
+            raise SpecError([spec.problem(("train", "batch_size"), f"batch_size {spec.train.batch_size} is more "
+                                                                   f"than the {len(x)} training samples")])
+        torch.manual_seed(spec.seed)
+        self.gan = gan = Gan(materialize(nets["generator"]), materialize(nets["discriminator"]), spec.latent,
+                             g.classes if g.conditional else None).to(device)
+        self.nets = {"generator": gan.generator, "discriminator": gan.discriminator}
+        self.scale = scale = Scale.of(nets["generator"].rows[-1].type, x)
+        self.x = scale.to_gen(x).to(device)
+        self.y = y.to(device) if y is not None else None
+        self.size = len(x)
+        self.losses = Losses(g)
+        self.classes = data.num_classes if data.task == "classification" else None
+        self.monitor = check_monitor(spec, bool(self.classes))
+        self.judge, self.judge_metrics = None, {}
+        if self.classes:
+            every = torch.cat([s[0] for s in data.splits.values()])
+            judge, self.judge_metrics = judge_for(engine.folder if engine.main else None, scale.to_gen(every),
+                                                  torch.cat([s[1] for s in data.splits.values()]), self.classes)
+            self.judge = judge.to(device)
+        self.columns, (self.show_z, self.show_y), (self.eval_z, self.eval_y) = fixed_noise(spec, gan, device)
+        self.images = is_image(data.sample_shape)
+        self.won, self.warnings = 0, []
         rng = f"[{scale.a:g}, {scale.b:g}]" if scale.a is not None else "unchanged (unbounded generator output)"
-        print(f"{spec.name}: {len(x)} samples {list(data.sample_shape)}, data range [{scale.low:g}, "
-              f"{scale.high:g}] -> {rng}; {steps} steps per epoch, {g.d_steps} D step(s) per G step")
-    bar = parts.Progress(tr.epochs, steps, progress)
-    metrics: dict = {}
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, tr.epochs + 1):
-        gan.train()
-        bar.start_epoch(epoch)
-        g_order = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)  # data order: (seed, epoch) only
-        order = torch.randperm(len(x), generator=g_order) if tr.shuffle else torch.arange(len(x))
-        order = order.to(device)
-        sums, counts = dict.fromkeys(TAGS, 0.0), dict.fromkeys(TAGS, 0)  # this epoch
-        logged, n_logged = dict.fromkeys(TAGS, 0.0), dict.fromkeys(TAGS, 0)  # since the last log point
-        for i in range(steps):
-            idx = order[i * tr.batch_size:(i + 1) * tr.batch_size]
-            real = x[idx]
-            labels = y[idx] if g.conditional else None  # fakes are asked for the batch's classes
-            step += 1
-            train_g = step % g.d_steps == 0
-            with torch.set_grad_enabled(train_g):  # the G step reuses this forward pass
-                fake = gan.generate(gan.noise(len(idx), device=device), labels)
-            d_loss, d_real, d_fake = d_step(gan, opt_d, losses, real, fake, labels, tr)
-            parts.check_finite(d_loss, step, folder)
-            vals = {"train/d_loss": d_loss, "train/d_real": d_real, "train/d_fake": d_fake}
-            if train_g:
-                vals["train/g_loss"] = g_loss = g_step(gan, opt_g, losses, fake, labels, tr)
-                parts.check_finite(g_loss, step, folder)
-                if tr.tensorboard.verbosity >= 1 and step % tr.log_every == 0:
-                    tb.add_scalar("train/g_grad_norm", parts.grad_norm(gan.generator), step)
-                    tb.add_scalar("train/d_grad_norm", parts.grad_norm(gan.discriminator), step)
-            for k, v in vals.items():
-                sums[k], counts[k] = sums[k] + v, counts[k] + 1
-                logged[k], n_logged[k] = logged[k] + v, n_logged[k] + 1
-            if step % tr.log_every == 0:
-                for k in TAGS:
-                    if n_logged[k]:
-                        tb.add_scalar(k, logged[k] / n_logged[k], step)
-                logged, n_logged = dict.fromkeys(TAGS, 0.0), dict.fromkeys(TAGS, 0)
-            bar.step(i + 1, d_loss, len(idx))
-        metrics = {k: sums[k] / counts[k] for k in TAGS if counts[k]}
-        gan.eval()  # samples with batch norm's running statistics, as at sampling time
-        with torch.no_grad():
-            if images:
-                picture = grid(scale.pixels(gan.generate(show_z, show_y)).cpu(), columns)
-                tb.add_image("samples", picture, step)
-                write_png(folder / "samples" / f"epoch_{epoch:03d}.png", picture)
-            if judge is not None:
-                metrics.update(quality(judge, gan.generate(eval_z, eval_y), eval_y, classes))
-        for k, v in metrics.items():
-            if k.startswith("quality/") or step < tr.log_every:
-                tb.add_scalar(k, v, step)
-        if tr.tensorboard.verbosity >= 2 and epoch % tr.tensorboard.histogram_every == 0:
-            parts.histograms(tb, gan, step, show_z if tr.tensorboard.verbosity >= 3 else None)
-        # a discriminator at its loss floor leaves the generator without a useful gradient
-        won = won + 1 if metrics["train/d_loss"] < losses.floor + 0.05 else 0
-        if won == COLLAPSE_EPOCHS:
-            warnings.append(_warn(f"epoch {epoch}: the discriminator has won for {won} epochs (d_loss "
-                                  f"{metrics['train/d_loss']:.4f}, D(G(z)) {metrics['train/d_fake']:.4f}): the "
-                                  "generator learns nothing. Try a lower discriminator lr, label_smoothing "
-                                  "0.1-0.2, gan.loss non_saturating, or fewer d_steps"))
-        best = mon.update(metrics, epoch) if tag else False
-        if stopper is not None:
-            stopper.update(metrics, epoch)
-        for s in (sched_g, sched_d):
-            parts.step_scheduler(s, metrics.get(mon.name))
-        stopping = stopper is not None and stopper.stop
-        last = epoch % tr.checkpoint_every == 0 or epoch == tr.epochs or stopping
-        if last or best:
-            tb.flush()  # every event up to this step is on disk before a checkpoint says so
-            state = {"generator": gan.generator.state_dict(), "discriminator": gan.discriminator.state_dict(),
-                     "optimizer": {"generator": opt_g.state_dict(), "discriminator": opt_d.state_dict()},
-                     "scheduler": {"generator": sched_g.state_dict(), "discriminator": sched_d.state_dict()}
-                     if sched_g is not None else None,
-                     "monitor": mon.state(), "stopper": stopper.state() if stopper else None,
-                     "rng": parts.rng_state(), "epoch": epoch, "step": step, "won": won, "warnings": warnings,
-                     "data": {**data.info(), "shape": list(data.sample_shape), "scale": scale.__dict__},
-                     "metrics": metrics}
-            # best before last: a kill between the two leaves a last.pt whose monitor state
-            # matches best.pt (a resume redoes the epoch and writes the same best again)
-            save_checkpoint(ckpt_dir / ("best.pt" if best else "last.pt"), state)
-            if best and last:
-                link_checkpoint(ckpt_dir / "best.pt", ckpt_dir / "last.pt")
-        shown = {k.split("/")[1]: float(v) for k, v in metrics.items() if k != "quality/label_accuracy"}
-        bar.end_epoch(shown, "  *" if best else "")
-        if stopping:
-            if progress:
-                print(stopper.stopped_message(), file=sys.stderr)
-            break
-    if resume and not metrics:  # nothing left to train: report the checkpoint's metrics
-        metrics = dict(load_checkpoint(ckpt_dir / "last.pt").get("metrics") or {})
-    k = metrics.get("quality/classes")
-    if classes and k is not None and k <= classes // 2 and not any("mode collapse" in w for w in warnings):
-        warnings.append(_warn(f"the samples cover only {k} of {classes} classes: mode collapse (the generator "
-                              "found a few outputs that fool the discriminator). Try label_smoothing, a "
-                              "lower generator lr, more epochs" + ("" if g.conditional else ", or a conditional GAN")))
-    metrics.update(judge_metrics)
-    metrics.update({"epochs": epoch, "steps": step, "best_epoch": mon.best_epoch, "monitor": tag,
-                    "best": mon.best, "warnings": warnings,
-                    "seconds": round(time.perf_counter() - t_start, 3)})
-    tb.close()
-    write_metrics(folder, metrics)
-    if progress:
-        print(f"{spec.name}: done in {metrics['seconds']:.1f}s -> {folder}")
-        print(parts.metrics_table({k: v for k, v in metrics.items() if isinstance(v, float)}))
-    return metrics
+        engine.say(f"{spec.name}: {len(x)} samples {list(data.sample_shape)}, data range [{scale.low:g}, "
+                   f"{scale.high:g}] -> {rng}; {len(x) // spec.train.batch_size} steps per epoch, "
+                   f"{g.d_steps} D step(s) per G step")
+
+    def optimizers(self) -> dict:
+        o = self.spec.optimizer
+        return {"generator": (o.generator, self.gan.generator.parameters()),
+                "discriminator": (o.discriminator, self.gan.discriminator.parameters())}
+
+    def batch(self, idx):
+        return self.x[idx], self.y[idx] if self.spec.gan.conditional else None
+
+    def step(self, batch, engine) -> dict:
+        real, labels = batch  # fakes are asked for the batch's classes
+        gan, losses = self.gan, self.losses
+        train_g = (engine.step + 1) % self.spec.gan.d_steps == 0
+        # noise for the global batch, shared out: the same samples as one process draws
+        z = engine.share(gan.noise(engine.global_n, device=engine.device))
+        with torch.set_grad_enabled(train_g), engine.cast:  # the G step reuses this forward pass
+            fake = gan.generate(z, labels)
+        d_loss, d_real, d_fake = d_step(gan, losses, real, fake, labels, engine)
+        values = {"train/d_loss": d_loss, "train/d_real": d_real, "train/d_fake": d_fake}
+        if train_g:
+            values["train/g_loss"] = g_step(gan, losses, fake, labels, engine)
+        return values
+
+    def log_start(self, tb) -> None:
+        if self.images:
+            tb.add_image("real", grid(self.scale.pixels(self.x[:8 * self.columns]).cpu(), self.columns), 0)
+
+    def epoch_end(self, engine, epoch: int, diagnose: bool, metrics: dict) -> dict:
+        out = {}
+        gan, scale = self.gan, self.scale
+        self._discriminator_won(metrics, epoch)
+        if diagnose and engine.tb is not None and self.images:
+            picture = grid(scale.pixels(gan.generate(self.show_z, self.show_y)).cpu(), self.columns)
+            engine.tb.add_image("samples", picture, engine.step)
+            write_png(engine.folder / "samples" / f"epoch_{epoch:03d}.png", picture)
+        if diagnose and self.judge is not None:
+            out.update(quality(self.judge, gan.generate(self.eval_z, self.eval_y), self.eval_y, self.classes))
+        return out
+
+    def finish(self, metrics: dict) -> None:
+        k, classes, g = metrics.get("quality/classes"), self.classes, self.spec.gan
+        if classes and k is not None and k <= classes // 2 and not any("mode collapse" in w for w in self.warnings):
+            self.warnings.append(_warn(f"the samples cover only {k} of {classes} classes: mode collapse (the "
+                                       "generator found a few outputs that fool the discriminator). Try "
+                                       "label_smoothing, a lower generator lr, more epochs"
+                                       + ("" if g.conditional else ", or a conditional GAN")))
+        metrics.update(self.judge_metrics)
+        metrics["warnings"] = self.warnings
+
+    def _discriminator_won(self, metrics: dict, epoch: int) -> None:
+        """A discriminator at its loss floor leaves the generator without a useful gradient."""
+        self.won = self.won + 1 if metrics["train/d_loss"] < self.losses.floor + 0.05 else 0
+        if self.won == COLLAPSE_EPOCHS:
+            self.warnings.append(_warn(
+                f"epoch {epoch}: the discriminator has won for {self.won} epochs (d_loss "
+                f"{metrics['train/d_loss']:.4f}, D(G(z)) {metrics['train/d_fake']:.4f}): the generator learns "
+                "nothing. Try a lower discriminator lr, label_smoothing 0.1-0.2, gan.loss non_saturating, or "
+                "fewer d_steps"))
+
+    def info(self) -> dict:
+        return {**self.data.info(), "shape": list(self.data.sample_shape), "scale": self.scale.__dict__}
+
+    def state(self) -> dict:
+        return {"won": self.won, "warnings": list(self.warnings)}
+
+    def load_state(self, state: dict) -> None:
+        self.won, self.warnings = state.get("won", 0), list(state.get("warnings", []))
+
+    def graph(self):
+        return self.gan, self.show_z[:2]  # D(G(z)): both networks in one graph
+
+
+KIND = GAN
 
 
 def _warn(message: str) -> str:
@@ -644,17 +598,20 @@ def restore(spec, state) -> tuple[Gan, Scale, dict]:
 
 
 @torch.no_grad()
-def evaluate(spec, state, split="test") -> dict:
-    """Quality of the checkpoint's generator, and what D says of the split's real samples."""
+def evaluate(spec, state, split=None) -> dict:
+    """Quality of the checkpoint's generator (quality/*, when the data has labels), and what D
+    says of a split's real samples (default: test, when the data has one)."""
     gan, scale, info = restore(spec, state)
     data = D.load(spec)
-    if split not in data.splits:
+    if split is not None and split not in data.splits:
         raise SpecError([spec.problem(("data",), f"the data has no '{split}' split: use --split train, or "
                                                  f"set data.{split}_split")])
-    x, y = data.splits[split]
-    labels = y if spec.gan.conditional else None
-    out = Losses(spec.gan).prob(gan.score(scale.to_gen(x), labels))
-    res = {f"{split}/d_real": float(out.mean())}
+    split = split or ("test" if "test" in data.splits else None)
+    res = {}
+    if split is not None:
+        x, y = data.splits[split]
+        labels = y if spec.gan.conditional else None
+        res[f"{split}/d_real"] = float(Losses(spec.gan).prob(gan.score(scale.to_gen(x), labels)).mean())
     if data.task == "classification":
         every = torch.cat([s[0] for s in data.splits.values()])
         judge, m = judge_for(None, scale.to_gen(every), torch.cat([s[1] for s in data.splits.values()]),

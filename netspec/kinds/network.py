@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 import numpy as np
 from pathlib import Path
 
@@ -17,11 +16,10 @@ from torch import nn
 
 from .. import data as D
 from ..compiler import check_size, compile_network, materialize
-from ..engine import parts
-from ..engine.runs import CheckpointWriter, load_checkpoint, write_metrics
 from ..errors import Problem, RunError, SpecError
 from ..data.text import detokenize, tokenize
 from . import compile_spec
+from .base import Kind
 
 def compile(spec, ctx: dict) -> dict:
     """The network of a spec, on the meta device (SpecError with every problem)."""
@@ -229,171 +227,84 @@ def _prepared(data: D.Dataset, objective: Objective, device) -> dict:
     return out
 
 
-def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=None) -> dict:
-    """Train `spec` into `folder`; returns the final metrics (also in metrics.json).
+class Network(Kind):
+    """`kind: network`: one network, one loss; a language model when the data is text."""
 
-    `dist` (rank, world_size): DistributedDataParallel, each rank taking its share of every
-    (global) batch; rank 0 logs and checkpoints, and its train/ metrics cover its share."""
-    t_start = time.perf_counter()
-    tr = spec.train
-    require(spec)
-    parts.set_threads(tr)
-    parts.seed_everything(spec.seed)
-    monitor_tag = check_monitor(spec)
-    data = D.load(spec)
-    compiled, objective = setup(spec, data)
-    device = parts.device_of(tr)
-    model = materialize(compiled, spec.seed).to(device)
-    rank, world = dist or (0, 1)
-    main = rank == 0
-    net = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model)
-    opt = parts.optimizer(spec.optimizer, model.parameters())
-    mon = parts.Monitor(monitor_tag, tr.mode)
-    es = tr.early_stopping
-    stopper = parts.Monitor(es.monitor or monitor_tag, tr.mode, es.patience, es.min_delta) if es else None
-    sched = parts.scheduler(tr.scheduler, opt, tr.epochs, mon.mode)
-    cast, scaler = parts.autocast(tr, device)
-    splits = _prepared(data, objective, device)
-    x, y, labels = splits["train"]
-    n = len(x)
-    start_epoch, step = 1, 0
-    ckpt_dir = folder / "checkpoints"
-    if resume:
-        state = load_checkpoint(ckpt_dir / "last.pt")
-        old_vocab = (state.get("data") or {}).get("vocab")
-        if old_vocab is not None and old_vocab != data.vocab:  # same size or not: ids would change meaning
-            raise RunError(f"the data's vocabulary ({len(data.vocab or [])} tokens) differs from the one in "
-                           f"{ckpt_dir / 'last.pt'} ({len(old_vocab)} tokens): the text changed; resuming would "
-                           "give token ids new meanings; start a new run")
-        start_epoch, step = parts.resume_from(state, ckpt_dir / "last.pt", model, opt, sched, scaler, mon, stopper)
-    last_epoch = tr.epochs
-    if stopper is not None and stopper.stop:  # resuming a run that had already stopped early
-        last_epoch = start_epoch - 1
-    # resuming drops the killed run's events after the checkpoint, so no step is logged twice
-    tb = parts.writer(folder, purge_step=step + 1 if resume else None) if main else None
-    if tb is not None and tr.tensorboard.graph and not resume:
-        parts.log_graph(tb, model, x[:2])
-    names, verbosity = tr.metrics, tr.tensorboard.verbosity
-    train_m = Metrics(names, objective)
-    same_labels = labels is y  # index targets: the labels are the targets, no second gather
-    clipping = bool(tr.clip_grad_norm or tr.clip_grad_value)
-    steps_per_epoch = math.ceil(n / tr.batch_size)
-    bar = parts.Progress(tr.epochs, steps_per_epoch, progress and main)
-    metrics: dict = {}
-    ckpts = CheckpointWriter()
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, last_epoch + 1):
-        net.train()
-        train_m.reset()
-        bar.start_epoch(epoch)
-        # the data order of an epoch depends on (seed, epoch) only, so a resumed run sees the same
-        g = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)
-        order = torch.randperm(n, generator=g).to(device) if tr.shuffle else torch.arange(n, device=device)
-        log_loss, log_n = 0.0, 0
-        for i, idx in enumerate(batches(n, tr.batch_size, order), 1):
-            if world > 1:  # batch_size is the global batch: each rank takes every world-th sample
-                idx = idx[rank::world] if len(idx) > rank else idx[:1]  # same step count on all ranks
-            xb, yb = x[idx], y[idx]
-            with cast:
-                out = net(xb)
-                loss = objective(out, yb)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)  # clipping must see the true gradients
-            else:
-                loss.backward()
-            if clipping:
-                parts.clip(tr, model.parameters())
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            step += 1
-            lv = loss.item()
-            if not math.isfinite(lv):
-                ckpts.close()  # the last good checkpoint is on disk before the message names it
-                parts.check_finite(lv, step, folder, tb)
-            train_m.add(out.detach(), yb, yb if same_labels else labels[idx] if labels is not None else None, lv)
-            log_loss, log_n = log_loss + lv, log_n + 1
-            if tb is not None and step % tr.log_every == 0:
-                _log_step(tb, model, log_loss / log_n, step, verbosity)
-                log_loss, log_n = 0.0, 0
-            bar.step(i, lv, len(idx), train_m.running)
-        if tb is not None and log_n:  # the epoch's last steps, so every step is in the curve
-            _log_step(tb, model, log_loss / log_n, step, verbosity)
-        metrics = train_m.result("train")
-        if "val" in splits:
-            vx, vy, vl = splits["val"]
-            metrics.update(evaluate_split(model, objective, names, vx, vy, vl, tr.batch_size, device).result("val"))
-        best = mon.update(metrics, epoch)
-        if stopper is not None:
-            stopper.update(metrics, epoch)
-        lr = opt.param_groups[0]["lr"]  # the rate this epoch trained with
-        parts.step_scheduler(sched, metrics.get(mon.name))
-        if tb is not None:
-            for k, v in metrics.items():
-                if k != "train/loss":  # train/loss is the per-step curve above
-                    tb.add_scalar(k, v, step)
-            tb.add_scalar("epoch", epoch, step)
-            if verbosity >= 1:
-                tb.add_scalar("train/lr", lr, step)
-            if verbosity >= 2 and epoch % tr.tensorboard.histogram_every == 0:
-                parts.histograms(tb, model, step, splits.get("val", splits["train"])[0][:256] if verbosity >= 3 else None)
-        if tb is not None and data.task == "tokens":  # a language model: show what it writes
-            log_sample(tb, model, spec, data.vocab, step)
-        stopping = stopper is not None and stopper.stop
-        save_last = epoch % tr.checkpoint_every == 0 or epoch == tr.epochs or stopping
-        if main and (save_last or best):
-            if tb is not None:
-                tb.flush()  # every event up to this step is on disk before a checkpoint says so
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict() if sched is not None else None,
-                     "scaler": scaler.state_dict() if scaler is not None else None,
-                     "monitor": mon.state(), "stopper": stopper.state() if stopper else None,
-                     "rng": parts.rng_state(), "epoch": epoch, "step": step, "data": data.info(),
-                     "metrics": metrics}
-            # best before last: a kill between the two leaves a last.pt whose monitor state
-            # matches best.pt (a resume redoes the epoch and writes the same best again)
-            ckpts.save(ckpt_dir / ("best.pt" if best else "last.pt"), state,
-                       links=[ckpt_dir / "last.pt"] if best and save_last else [])
-        bar.end_epoch(metrics, "  *" if best else "")
-        if stopping:
-            if main and progress:
-                print(stopper.stopped_message(), file=sys.stderr)
-            break
-    ckpts.close()
-    if not metrics:  # resumed a finished run: nothing left to train, report the checkpoint's metrics
-        metrics = dict(load_checkpoint(ckpt_dir / "last.pt").get("metrics") or {})
-    if "test" in splits and main:
-        best_file = ckpt_dir / "best.pt"
-        if best_file.exists() and mon.best_epoch != epoch:  # (the model in hand is the best one)
-            model.load_state_dict(load_checkpoint(best_file)["model"])
-        tx, ty, tl = splits["test"]
-        test = evaluate_split(model, objective, names, tx, ty, tl, tr.batch_size, device).result("test")
-        metrics.update(test)
-        if tb is not None:
-            for k, v in test.items():
-                tb.add_scalar(k, v, step)
-    metrics.update({"epochs": epoch, "steps": step, "best_epoch": mon.best_epoch,
-                    "monitor": mon.name, "best": mon.best, "seconds": round(time.perf_counter() - t_start, 3)})
-    if tb is not None:
-        tb.close()
-    if main:
-        write_metrics(folder, metrics)
-        if progress:
-            print(f"{spec.name}: done in {metrics['seconds']:.1f}s -> {folder}")
-            print(parts.metrics_table(metrics))
-    return metrics
+    def check(self) -> str:
+        require(self.spec)
+        return check_monitor(self.spec)
+
+    def tags(self) -> list[str]:
+        return produced_tags(self.spec)
+
+    def setup(self, engine) -> None:
+        spec, device = self.spec, engine.device
+        self.device = device
+        self.data = data = D.load(spec)
+        compiled, self.objective = setup(spec, data)
+        self.model = materialize(compiled, spec.seed).to(device)
+        self.nets = {"model": self.model}
+        self.prepared = _prepared(data, self.objective, device)
+        self.x, self.y, self.labels = self.prepared["train"]
+        self.same_labels = self.labels is self.y  # index targets: the labels are the targets, no second gather
+        self.size = len(self.x)
+        self.splits = set(self.prepared) - {"train"}
+        self.train_m = Metrics(spec.train.metrics, self.objective)
+
+    def optimizers(self) -> dict:
+        return {"model": (self.spec.optimizer, self.model.parameters())}
+
+    def load_state(self, state: dict) -> None:
+        old = (state.get("data") or {}).get("vocab")
+        if old is not None and old != self.data.vocab:  # same size or not: ids would change meaning
+            raise RunError(f"the data's vocabulary ({len(self.data.vocab or [])} tokens) differs from the one in "
+                           f"the run's last.pt ({len(old)} tokens): the text changed; resuming would give token "
+                           "ids new meanings; start a new run")
+
+    def start_epoch(self, epoch: int) -> None:
+        self.train_m.reset()
+
+    def batch(self, idx):
+        labels = self.labels
+        return (self.x[idx], self.y[idx],
+                None if labels is None else None if self.same_labels else labels[idx])
+
+    def step(self, batch, engine) -> dict:
+        xb, yb, lb = batch
+        with engine.cast:
+            out = self.model(xb)
+            loss = self.objective(out, yb)
+        engine.update(loss)
+        lv = loss.item()
+        self.train_m.add(out.detach(), yb, yb if self.same_labels else lb, lv)
+        return {"train/loss": lv}
+
+    def running(self) -> dict:
+        return self.train_m.running()
+
+    def train_metrics(self, diagnose: bool) -> dict:
+        out = self.train_m.result("train")
+        out.pop("train/loss")  # the engine's mean of the steps' losses
+        return out
+
+    def evaluate(self, split: str) -> dict:
+        x, y, labels = self.prepared[split]
+        return evaluate_split(self.model, self.objective, self.spec.train.metrics, x, y, labels,
+                              self.spec.train.batch_size, self.device).result(split)
+
+    def epoch_end(self, engine, epoch: int, diagnose: bool, metrics: dict) -> dict:
+        if engine.tb is not None and diagnose and self.data.task == "tokens":  # a language model: what it writes
+            log_sample(engine.tb, self.model, self.spec, self.data.vocab, engine.step)
+        return {}
+
+    def info(self) -> dict:
+        return self.data.info()
+
+    def graph(self):
+        return self.model, self.prepared.get("val", self.prepared["train"])[0][:2]
 
 
-def _log_step(tb, model, loss: float, step: int, verbosity: int) -> None:
-    tb.add_scalar("train/loss", loss, step)
-    if verbosity >= 1:
-        tb.add_scalar("train/grad_norm", parts.grad_norm(model), step)
+KIND = Network
 
 
 # --- using a trained run ---
@@ -409,11 +320,14 @@ def restore(spec, state) -> tuple[nn.Module, dict]:
     return model.eval(), info
 
 
-def evaluate(spec, state, split="test") -> dict:
+def evaluate(spec, state, split=None) -> dict:
+    """A checkpoint's metrics on a split (default: test; val for data without a test split,
+    as a language model's usually is)."""
     model, info = restore(spec, state)
     D.use_vocab(spec, info.get("vocab"))  # text data: token ids as the model learned them
     data = D.load(spec, stats=info.get("stats"))  # normalised as the model was trained
     compiled, objective = setup(spec, data)
+    split = split or next((s for s in ("test", "val") if s in data.splits), "train")
     if split not in data.splits:
         raise SpecError([spec.problem(("data",), f"the data has no '{split}' split (set data.{split}_split)"
                                       if split != "train" else "no train split")])
@@ -493,7 +407,6 @@ def _scores(spec, out: torch.Tensor) -> tuple[str, torch.Tensor]:
 @torch.no_grad()
 def predict(spec, state, inputs, output="-"):
     import json
-    import sys
     model, info = restore(spec, state)
     if spec.data is not None and spec.data.source.type == "text_csv":
         from ..data.text import classifier_inputs

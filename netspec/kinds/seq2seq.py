@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,11 +28,10 @@ from torch import nn
 
 from ..data import text as X
 from ..data.text import Corpus, _sizes, read_pairs
-from ..engine import parts
 from ..compiler import Compiled, Recurrent, Row, check_size, compile_network, materialize
 from ..errors import RunError, SpecError
-from ..engine.runs import load_checkpoint, save_checkpoint, write_metrics
 from ..spec import layers as L
+from .base import Kind
 
 PAD_ID, GO_ID, EOS_ID, UNK_ID = 0, 1, 2, 3  # the order of text.SEQ2SEQ_SPECIALS
 RECURRENT = {"rnn", "lstm", "gru"}
@@ -520,127 +518,99 @@ def _tokenizer(spec) -> tuple[str, bool]:
     return ("char", False) if src.type == "sort_letters" else (src.tokenizer, src.lowercase)
 
 
-# --- the loop ---
-def fit(spec, folder: Path, resume: bool = False, progress: bool = True) -> dict:
-    from torch.utils.tensorboard import SummaryWriter
+# --- training ---
+class Seq2Seq(Kind):
+    """`kind: seq2seq`: teacher-forced steps; validation decodes (greedy or beam)."""
 
-    from .network import check_monitor
-    t_start = time.perf_counter()
-    tr = spec.train
-    names = _check(spec)
-    parts.set_threads(tr)
-    parts.seed_everything(spec.seed)
-    monitor_tag = check_monitor(spec)
-    corpus = read_pairs(spec)
-    loss_fn = _loss(spec)
-    device = parts.device_of(tr)
-    model = build(spec, corpus.source_vocab, corpus.target_vocab).to(device)
-    opt = parts.optimizer(spec.optimizer, model.parameters())
-    mon = parts.Monitor(monitor_tag, tr.mode)
-    es = tr.early_stopping
-    stopper = parts.Monitor(es.monitor or monitor_tag, tr.mode, es.patience, es.min_delta) if es else None
-    sched = parts.scheduler(tr.scheduler, opt, tr.epochs, mon.mode)
-    splits = {k: Split(v, corpus, device) for k, v in corpus.splits.items()}
-    train_decoded = Split(corpus.splits["train"], corpus, device, TRAIN_DECODED)
-    tok_kind = _tokenizer(spec)[0]
-    src_all, tgt_all = splits["train"].src, splits["train"].tgt
-    n = len(src_all)
-    ckpt_dir = folder / "checkpoints"
-    start_epoch, step = 1, 0
-    if resume:
-        state = load_checkpoint(ckpt_dir / "last.pt")
-        if state.get("data") != corpus.info():
-            raise RunError(f"the data's vocabularies differ from the checkpoint's in {ckpt_dir}: resuming "
-                           "would give token ids new meanings; start a new run")
-        start_epoch, step = parts.resume_from(state, ckpt_dir / "last.pt", model, opt, sched, None, mon, stopper)
-    last_epoch = start_epoch - 1 if stopper is not None and stopper.stop else tr.epochs
-    tb = SummaryWriter(str(folder), purge_step=step + 1 if resume else None, flush_secs=10)
-    bar = parts.Progress(tr.epochs, math.ceil(n / tr.batch_size), progress)
-    metrics: dict = {}
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, last_epoch + 1):
-        model.train()
-        bar.start_epoch(epoch)
-        g = torch.Generator().manual_seed(spec.seed * 100_003 + epoch)  # the epoch's order: (seed, epoch) only
-        order = torch.randperm(n, generator=g).to(device) if tr.shuffle else torch.arange(n, device=device)
-        run_loss = run_n = 0.0
-        log_loss, log_n = 0.0, 0
-        for i, b in enumerate(range(0, n, tr.batch_size), 1):
-            idx = order[b:b + tr.batch_size]
-            src, tgt = _trim(src_all[idx], tgt_all[idx])
-            logits = teacher_forced(model, src, tgt, spec.decoder.teacher_forcing)
-            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tgt[:, 1:].reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            parts.clip(tr, model.parameters())
-            opt.step()
-            step += 1
-            lv = loss.item()
-            parts.check_finite(lv, step, folder)
-            run_loss, run_n = run_loss + lv * len(idx), run_n + len(idx)
-            log_loss, log_n = log_loss + lv, log_n + 1
-            if step % tr.log_every == 0:
-                tb.add_scalar("train/loss", log_loss / log_n, step)
-                log_loss, log_n = 0.0, 0
-            bar.step(i, lv, len(idx))
-        if log_n:  # the epoch's last steps, so every step is in the curve
-            tb.add_scalar("train/loss", log_loss / log_n, step)
-        metrics = {"train/loss": run_loss / max(run_n, 1)}
-        if names:
-            tm = measure(model, train_decoded, names, spec, loss_fn, corpus.target_vocab, "train")
-            metrics.update({k: v for k, v in tm.items() if k != "train/loss"})
-        if "val" in splits:
-            metrics.update(measure(model, splits["val"], names, spec, loss_fn, corpus.target_vocab))
-        shown = splits.get("val", train_decoded)
-        hyps = decode_all(model, shown.src[:8], spec, tr.batch_size)
-        tb.add_text("samples", samples_markdown(shown, hyps, corpus.target_vocab, tok_kind), step)
-        best = mon.update(metrics, epoch)
-        if stopper is not None:
-            stopper.update(metrics, epoch)
-        parts.step_scheduler(sched, metrics.get(mon.name))
-        for k, v in metrics.items():
-            if k != "train/loss":  # train/loss is the per-step curve above
-                tb.add_scalar(k, v, step)
-        if tr.tensorboard.verbosity >= 1:
-            tb.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
-        if tr.tensorboard.verbosity >= 2 and epoch % tr.tensorboard.histogram_every == 0:
-            for name, p in model.named_parameters():
-                tb.add_histogram(f"weights/{name}", p.detach().float().cpu(), step)
-        stopping = stopper is not None and stopper.stop
-        save_last = epoch % tr.checkpoint_every == 0 or epoch == tr.epochs or stopping
-        if save_last or best:
-            tb.flush()
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict() if sched is not None else None,
-                     "monitor": mon.state(), "stopper": stopper.state() if stopper else None,
-                     "rng": parts.rng_state(), "epoch": epoch, "step": step, "data": corpus.info(),
-                     "metrics": metrics}
-            if best:
-                save_checkpoint(ckpt_dir / "best.pt", state)
-            if save_last:
-                save_checkpoint(ckpt_dir / "last.pt", state)
-        bar.end_epoch(metrics, "  *" if best else "")
-        if stopping:
-            if progress:
-                print(stopper.stopped_message(), file=sys.stderr)
-            break
-    if not metrics:  # resumed a finished run
-        metrics = dict(load_checkpoint(ckpt_dir / "last.pt").get("metrics") or {})
-    if "test" in splits:
-        if (ckpt_dir / "best.pt").exists():
-            model.load_state_dict(load_checkpoint(ckpt_dir / "best.pt")["model"])
-        test = measure(model, splits["test"], names, spec, loss_fn, corpus.target_vocab, "test")
-        metrics.update(test)
-        for k, v in test.items():
-            tb.add_scalar(k, v, step)
-    metrics.update({"epochs": epoch, "steps": step, "best_epoch": mon.best_epoch, "monitor": mon.name,
-                    "best": mon.best, "seconds": round(time.perf_counter() - t_start, 3)})
-    tb.close()
-    write_metrics(folder, metrics)
-    if progress:
-        print(f"{spec.name}: done in {metrics['seconds']:.1f}s -> {folder}")
-        print(parts.metrics_table(metrics))
-    return metrics
+    def check(self) -> str:
+        from .network import check_monitor
+        self.names = _check(self.spec)
+        return check_monitor(self.spec)
+
+    def tags(self) -> list[str]:
+        from .network import produced_tags
+        return produced_tags(self.spec)
+
+    def setup(self, engine) -> None:
+        spec, device = self.spec, engine.device
+        self.corpus = corpus = read_pairs(spec)
+        self.loss_fn = _loss(spec)
+        self.model = build(spec, corpus.source_vocab, corpus.target_vocab).to(device)
+        self.nets = {"model": self.model}
+        self.data = {k: Split(v, corpus, device) for k, v in corpus.splits.items()}
+        self.train_decoded = Split(corpus.splits["train"], corpus, device, TRAIN_DECODED)
+        self.src, self.tgt = self.data["train"].src, self.data["train"].tgt
+        self.size = len(self.src)
+        self.splits = set(self.data) - {"train"}
+        self.tokenizer = _tokenizer(spec)[0]
+
+    def optimizers(self) -> dict:
+        return {"model": (self.spec.optimizer, self.model.parameters())}
+
+    def load_state(self, state: dict) -> None:
+        if state.get("data") != self.corpus.info():
+            raise RunError("the data's vocabularies differ from the checkpoint's: resuming would give token "
+                           "ids new meanings; start a new run")
+
+    def batch(self, idx):
+        return _trim(self.src[idx], self.tgt[idx])
+
+    def step(self, batch, engine) -> dict:
+        src, tgt = batch
+        with engine.cast:
+            logits = teacher_forced(self.model, src, tgt, self.spec.decoder.teacher_forcing)
+            loss = self.loss_fn(logits.reshape(-1, logits.shape[-1]).float(), tgt[:, 1:].reshape(-1))
+        engine.update(loss)
+        return {"train/loss": loss.item()}
+
+    def train_metrics(self, diagnose: bool) -> dict:
+        """Teacher-forced metrics of the first 2,000 training pairs; their decoded ones
+        (exact_match, bleu) only on diagnostic epochs: decoding is the expensive part."""
+        names = self.names if diagnose else self.names - {"exact_match", "bleu"}
+        if not names:
+            return {}
+        self.model.eval()
+        with torch.no_grad():
+            m = measure(self.model, self.train_decoded, names, self.spec, self.loss_fn,
+                        self.corpus.target_vocab, "train")
+        self.model.train()
+        m.pop("train/loss")
+        return m
+
+    def evaluate(self, split: str) -> dict:
+        return measure(self.model, self.data[split], self.names, self.spec, self.loss_fn,
+                       self.corpus.target_vocab, split)
+
+    def epoch_end(self, engine, epoch: int, diagnose: bool, metrics: dict) -> dict:
+        if engine.tb is not None:  # eight decoded examples: cheap enough for every epoch
+            shown = self.data.get("val", self.train_decoded)
+            hyps = decode_all(self.model, shown.src[:8], self.spec, self.spec.train.batch_size)
+            engine.tb.add_text("samples", samples_markdown(shown, hyps, self.corpus.target_vocab, self.tokenizer),
+                               engine.step)
+        return {}
+
+    def info(self) -> dict:
+        return self.corpus.info()
+
+    def graph(self):
+        return Graphable(self.model, self.spec.decoder.max_length), self.src[:2]
+
+
+class Graphable(nn.Module):
+    """The encoder-decoder as one module of the source ids, for TensorBoard's graph: a
+    teacher-forced pass on the source itself (what is drawn is the wiring, not a result)."""
+
+    def __init__(self, model, max_length: int):
+        super().__init__()
+        self.encoder, self.decoder = model["encoder"], model["decoder"]
+        self.model, self.max_length = model, max_length
+
+    def forward(self, src):
+        tgt = torch.full((src.shape[0], 2), GO_ID, dtype=torch.long, device=src.device)
+        return teacher_forced(self.model, src, tgt)
+
+
+KIND = Seq2Seq
 
 
 # --- using a trained run ---
@@ -658,11 +628,13 @@ def restore(spec, state) -> tuple[nn.ModuleDict, dict]:
     return model.eval(), info
 
 
-def evaluate(spec, state, split="test") -> dict:
-    """A checkpoint's metrics on a split of the spec's data, encoded with the checkpoint's vocabularies."""
+def evaluate(spec, state, split=None) -> dict:
+    """A checkpoint's metrics on a split of the spec's data (default: test, else val), encoded
+    with the checkpoint's vocabularies."""
     names = _check(spec)
     model, info = restore(spec, state)
     corpus = read_pairs(spec, (info["source_vocab"], info["target_vocab"]))
+    split = split or next((s for s in ("test", "val") if s in corpus.splits), "train")
     if split not in corpus.splits:
         raise SpecError([spec.problem(("data",), f"the data has no '{split}' split (set data.{split}_split)")])
     return measure(model, Split(corpus.splits[split], corpus, torch.device("cpu")), names, spec, _loss(spec),

@@ -279,6 +279,7 @@ class Train(Strict):
     shuffle: bool = True
     log_every: Size = 10  # steps between train/loss points in TensorBoard
     checkpoint_every: Size = 1  # epochs
+    diagnose_every: Size = 5  # epochs between expensive diagnostics (samples, quality, decoding); and the last
     threads: Size | None = None  # torch CPU threads; sweeps set it per trial
     tensorboard: TensorBoard = TensorBoard()
 

@@ -292,13 +292,10 @@ def expand(spec, cache: dict | None = None) -> tuple[list[Trial], int]:
 def preflight(spec, cache: dict) -> None:
     """What a run checks before its first step, done up front for every trial: the monitored
     metric, the network's shapes, and the data against the network (data loaded once)."""
-    from ..engine.runs import runner
-    from ..kinds import compile_spec
-    mod = runner(spec.kind)
-    for check in ("require", "check_monitor"):  # missing sections; a metric the run never writes
-        if hasattr(mod, check):
-            getattr(mod, check)(spec)
-    if spec.kind == "network" and spec.data is not None and hasattr(mod, "setup"):
+    from ..kinds import compile_spec, kind, kind_of
+    kind_of(spec).check()  # missing sections; a metric the run never writes
+    mod = kind(spec.kind)
+    if spec.kind == "network" and spec.data is not None:
         from .. import data as D
         from ..spec import written
         key = json.dumps([written(spec.data), spec.seed, spec.model.input_shape], sort_keys=True, default=str)
@@ -312,11 +309,10 @@ def preflight(spec, cache: dict) -> None:
 def metric_of(spec, trial_spec) -> tuple[str, str, list[str]]:
     """The sweep's metric, its mode, and every tag a trial logs (checked at sweep.metric)."""
     from ..errors import suggest
-    from ..engine.runs import runner
+    from ..kinds import kind_of
     from ..spec.training import metric_mode
-    mod = runner(trial_spec.kind)
-    tags = mod.produced_tags(trial_spec) if hasattr(mod, "produced_tags") else []
-    monitor = mod.check_monitor(trial_spec) if hasattr(mod, "check_monitor") else trial_spec.train.monitor
+    k = kind_of(trial_spec)
+    tags, monitor = k.tags(), k.check()
     metric = spec.sweep.metric or monitor or trial_spec.train.monitor
     if tags and metric not in tags:
         raise SpecError([spec.problem(("sweep", "metric"), f"'{metric}' is not a metric the trials write"
@@ -528,10 +524,10 @@ def _trial_main(argv: list[str]) -> int:
     Its output goes to FOLDER/trial.log; the last `error: ...` line is the trial's error."""
     folder, resume = Path(argv[0]), "--resume" in argv[1:]
     try:
-        from ..engine.runs import runner
+        from ..engine.loop import fit
         from ..spec import load
         spec = load(folder / "spec.yaml")
-        runner(spec.kind).fit(spec, folder, resume=resume, progress=True)
+        fit(spec, folder, resume=resume, progress=True)
         return 0
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the exit short
