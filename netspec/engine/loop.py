@@ -53,8 +53,7 @@ class Engine:
             scaler.unscale_(opt)  # clipping must see the true gradients
         parts.clip(self.spec.train, params)
         if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
+            scaler.step(opt)  # (the scale is updated once per step, after every optimizer stepped)
         else:
             opt.step()
 
@@ -64,6 +63,16 @@ class Engine:
         if self.world == 1:
             return t
         return t[self.rank::self.world] if len(t) > self.rank else t[:1]
+
+    def total(self, x: torch.Tensor) -> torch.Tensor:
+        """The sum of `x` over data-parallel ranks (e.g. a batch's token count, so that a
+        per-token mean is the global batch's, as in one process)."""
+        if self.world == 1:
+            return x
+        import torch.distributed as dist
+        x = x.detach().clone()
+        dist.all_reduce(x)
+        return x
 
     def say(self, message: str) -> None:
         if self.progress:
@@ -170,6 +179,8 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
                 engine.global_n = len(idx)
                 idx = engine.share(idx)
                 values = kind.step(kind.batch(idx), engine)
+                if engine.scaler is not None:
+                    engine.scaler.update()
                 step += 1
                 engine.step = step
                 m = len(idx)

@@ -403,9 +403,6 @@ def check(spec) -> None:
     if tr.metrics:
         problems.append(spec.problem(("train", "metrics"), "a GAN logs its own metrics (" + ", ".join(TAGS)
                                      + " and quality/*); remove train.metrics"))
-    if tr.precision in ("16", "bf16"):
-        problems.append(spec.problem(("train", "precision"), "GANs train in 32-bit precision here; "
-                                                              "set precision: auto or 32"))
     if problems:
         raise SpecError(problems)
 

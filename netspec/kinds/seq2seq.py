@@ -535,6 +535,8 @@ class Seq2Seq(Kind):
         spec, device = self.spec, engine.device
         self.corpus = corpus = read_pairs(spec)
         self.loss_fn = _loss(spec)
+        self.sum_loss = nn.CrossEntropyLoss(ignore_index=PAD_ID, label_smoothing=self.loss_fn.label_smoothing,
+                                            reduction="sum")
         self.model = build(spec, corpus.source_vocab, corpus.target_vocab).to(device)
         self.nets = {"model": self.model}
         self.data = {k: Split(v, corpus, device) for k, v in corpus.splits.items()}
@@ -557,9 +559,17 @@ class Seq2Seq(Kind):
 
     def step(self, batch, engine) -> dict:
         src, tgt = batch
+        y = tgt[:, 1:].reshape(-1)
         with engine.cast:
             logits = teacher_forced(self.model, src, tgt, self.spec.decoder.teacher_forcing)
-            loss = self.loss_fn(logits.reshape(-1, logits.shape[-1]).float(), tgt[:, 1:].reshape(-1))
+            flat = logits.reshape(-1, logits.shape[-1]).float()
+            if engine.world > 1 and self.loss_fn.reduction == "mean":
+                # ranks hold different token counts: divide by the global batch's, so the
+                # averaged gradient is the one process's
+                total = engine.total((y != PAD_ID).sum().float())
+                loss = self.sum_loss(flat, y) / (total / engine.world)
+            else:
+                loss = self.loss_fn(flat, y)
         engine.update(loss)
         return {"train/loss": loss.item()}
 
