@@ -1,9 +1,8 @@
-"""Numeric sources -> arrays: the bundled digits, npz, csv, synthetic data.
+"""Numeric sources -> arrays: the bundled digits, npz, npy (memory-mapped), synthetic data.
 
 SOURCES maps a `data.source` tag to a loader `(source_spec, spec) -> Arrays`."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -47,83 +46,65 @@ def npz(src, spec) -> Arrays:
     if x.ndim < 2:
         fail(spec, f"'{src.x}' in {src.path} has shape {list(x.shape)}; it needs one row per sample "
                    "([samples, features...])", "x")
-    if len(x) != len(y):
-        fail(spec, f"'{src.x}' has {len(x)} samples but '{src.y}' has {len(y)}", "y")
+    with np.errstate(over="ignore"):  # values over float32's range become inf: check_finite names them
+        x = x.astype(np.float32)
+    out = _labelled(spec, src, x, y, f"{src.path}, array '{src.x}'", src.y)
+    out.origin = f"{src.path}, array '{src.x}'"
+    return out
+
+
+def npy(src, spec) -> Arrays:
+    """Memory-mapped: nothing is read here but the headers (and the labels, which are small)."""
+    arrs = []
+    for key in ("x", "y"):
+        path = getattr(src, key)
+        p = _file(spec, path, key)
+        try:
+            arrs.append(np.load(p, mmap_mode="r", allow_pickle=False))
+        except (ValueError, OSError) as e:
+            fail(spec, f"{path} is not a readable .npy file: {str(e).splitlines()[0][:200]}", key)
+    x, y = arrs
+    if not isinstance(x, np.memmap):  # (np.load maps only plain arrays)
+        x = np.asarray(x)
+    if x.dtype.kind not in "iufb":
+        fail(spec, f"{src.x} holds {x.dtype} values; features must be numbers", "x")
+    if x.ndim < 2:
+        fail(spec, f"{src.x} has shape {list(x.shape)}; it needs one row per sample ([samples, features...])", "x")
+    out = _labelled(spec, src, x, np.asarray(y), src.x, src.y)
+    out.origin = src.x
+    return out
+
+
+def _labelled(spec, src, x, y, x_name: str, y_name: str) -> Arrays:
+    """Features with their targets: class indices (with names for string labels) or values."""
+    if y.ndim == 0 or len(x) != len(y):
+        fail(spec, f"{x_name} has {len(x)} samples but '{y_name}' has "
+                   f"{'a single value' if y.ndim == 0 else len(y)}; give one target per sample", "y")
     task = src.task
     if task == "auto":
         task = "classification" if y.dtype.kind in "iubUS" else "regression"
     if task == "regression":
         if y.dtype.kind not in "iufb":
-            fail(spec, f"task is regression but '{src.y}' holds {y.dtype} values", "task")
-        return Arrays(x.astype(np.float32), y.astype(np.float32), "regression")
+            fail(spec, f"task is regression but '{y_name}' holds {y.dtype} values", "task")
+        return Arrays(x, y.astype(np.float32), "regression")
     if y.dtype.kind in "US":
         yi, names = _classes_of(y)
-        return Arrays(x.astype(np.float32), yi, "classification", names)
+        return Arrays(x, yi, "classification", names)
     if y.ndim == 2 and y.shape[1] > 1 and np.isin(y, (0, 1)).all() and (y.sum(1) == 1).all():
         y = y.argmax(1)  # one-hot rows -> class indices (the loss decides the form it reads)
     if y.ndim != 1:
-        fail(spec, f"'{src.y}' has shape {list(y.shape)}; class labels need one per sample "
+        fail(spec, f"'{y_name}' has shape {list(y.shape)}; class labels need one per sample "
                    "(or one-hot rows), or set 'task: regression'", "y")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        i = int(np.argmax(~np.isfinite(y)))
+        fail(spec, f"'{y_name}' holds {y[i]} at sample {i} (0-based); every sample needs a class label", "y")
     if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
-        fail(spec, f"'{src.y}' holds fractional values, not class labels; set 'task: regression'", "y")
-    y = y.astype(np.int64)
-    if len(y) and y.min() < 0:
-        fail(spec, f"class labels in '{src.y}' must be 0 or more; found {y.min()}", "y")
-    return Arrays(x.astype(np.float32), y, "classification")
-
-
-def csv_file(src, spec) -> Arrays:
-    p = _file(spec, src.path)
-    try:
-        with open(p, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f, delimiter=src.delimiter))
-    except UnicodeDecodeError:
-        fail(spec, f"{src.path} is not UTF-8 text", "path")
-    if len(rows) < 2:
-        fail(spec, f"{src.path} needs a header row and at least one data row", "path")
-    header, rows = rows[0], [r for r in rows[1:] if r]
-    if src.target not in header:
-        fail(spec, f"no column '{src.target}' in {src.path}; columns: {', '.join(header)}", "target")
-    feats = src.features or [h for h in header if h != src.target]
-    for name in feats:
-        if name not in header:
-            fail(spec, f"no column '{name}' in {src.path}; columns: {', '.join(header)}", "features")
-    cols = [header.index(h) for h in feats]
-    t = header.index(src.target)
-    x = np.empty((len(rows), len(cols)), dtype=np.float32)
-    for i, r in enumerate(rows):
-        if len(r) != len(header):
-            fail(spec, f"{src.path} line {i + 2} has {len(r)} fields, the header has {len(header)}", "path")
-        for j, c in enumerate(cols):
-            try:
-                x[i, j] = float(r[c])
-            except ValueError:
-                fail(spec, f"{src.path} line {i + 2}, column '{header[c]}': '{r[c]}' is not a number "
-                           "(list only numeric columns under 'features')", "features")
-    target = [r[t] for r in rows]
-    numeric = all(_is_number(v) for v in target)
-    task = src.task
-    if task == "auto":
-        task = "classification" if not numeric or all(float(v).is_integer() for v in target) else "regression"
-    if task == "regression":
-        if not numeric:
-            fail(spec, f"task is regression but column '{src.target}' is not numeric", "task")
-        return Arrays(x, np.array([float(v) for v in target], dtype=np.float32)[:, None], task)
-    if numeric:
-        y = np.array([int(float(v)) for v in target], dtype=np.int64)
-        if y.min() < 0:
-            fail(spec, f"class labels in '{src.target}' must be 0 or more; found {y.min()}", "target")
-        return Arrays(x, y, task)
-    y, names = _classes_of(target)
-    return Arrays(x, y, task, names)
-
-
-def _is_number(v: str) -> bool:
-    try:
-        float(v)
-        return True
-    except ValueError:
-        return False
+        fail(spec, f"'{y_name}' holds fractional values, not class labels; set 'task: regression'", "y")
+    if len(y) and (y.min() < 0 or y.max() >= 1 << 31):
+        i = int(np.argmax((y < 0) | (y >= 1 << 31)))
+        fail(spec, f"class labels in '{y_name}' must be 0 or more; found {y[i]} (labels are below 2^31) at sample "
+                   f"{i} (0-based)", "y")
+    return Arrays(x, y.astype(np.int64), "classification")
 
 
 def _input_shape(spec):
@@ -149,7 +130,7 @@ def synthetic_regression(src, spec) -> Arrays:
 
 
 SOURCES = {
-    "digits": digits, "npz": npz, "csv": csv_file,
+    "digits": digits, "npz": npz, "npy": npy,
     "synthetic_classification": synthetic_classification, "synthetic_regression": synthetic_regression,
 }
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, model_validator
 
 from .base import Component, Strict, components
+from .data import DATA_SOURCES, AugmentSpec
 from .text import SEQUENCE_METRICS, TEXT_SOURCES
 
 Size = Annotated[int, Field(gt=0)]
@@ -202,8 +203,9 @@ class Npz(Component):
 
 
 class Csv(Component):
-    """A CSV file with a header: feature columns and one target column. A target that is
-    not numeric is mapped to class indices (sorted class names)."""
+    """A CSV file with a header (read with pyarrow): named feature columns and one target
+    column. A target that is not numeric is mapped to class indices (sorted class names).
+    An empty, NaN or non-numeric value is refused, naming its line and column."""
     type: Literal["csv"] = "csv"
     first = "path"
     path: str
@@ -232,7 +234,7 @@ class SyntheticRegression(Component):
 
 
 SOURCE_CLASSES: list[type] = [Digits, Npz, Csv, SyntheticClassification, SyntheticRegression,
-                               *TEXT_SOURCES]
+                               *DATA_SOURCES, *TEXT_SOURCES]
 SourceSpec = components("source", "data source", SOURCE_CLASSES)
 
 
@@ -241,6 +243,10 @@ class Data(Strict):
     validation_split: Frac = 0.0
     test_split: Frac = 0.0
     normalize: Literal["none", "standard", "minmax"] = "none"  # statistics from the train split
+    stratify: bool = False  # validation and test splits keep each class's share (class labels only)
+    class_weight: Literal["none", "balanced"] = "none"  # balanced: loss weights n / (classes * count)
+    augment: list[AugmentSpec] = []  # training batches only, on the training device, seeded
+    in_memory: Literal["auto", "always", "never"] = "auto"  # auto: memory-map arrays over 512 MB
 
     @model_validator(mode="after")
     def _splits(self):
