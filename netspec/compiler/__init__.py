@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -155,6 +156,28 @@ def _need_rank(layer, shape, ranks: dict[int, str]):
         elif len(shape) > max(ranks):
             hint = "; add a flatten or reshape before it"
         raise Bad(f"{layer.type} expects input {want}, but gets {list(shape)}{hint}")
+
+
+@contextmanager
+def on_meta():
+    """Build modules on the meta device without initialising their weights: materialize()
+    initialises them on the CPU anyway, and torch's init functions on meta tensors import
+    torch._dynamo (0.8 s of every start)."""
+    import torch.nn.init as init
+    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
+    saved = {n: getattr(init, n) for n in names}
+    try:
+        for n in names:
+            setattr(init, n, _keep)
+        with torch.device("meta"):
+            yield
+    finally:
+        for n, f in saved.items():
+            setattr(init, n, f)
+
+
+def _keep(tensor, *args, **kwargs):
+    return tensor
 
 
 def _meta_shape(module, shape, dtype=torch.float32):
@@ -491,7 +514,7 @@ class _Builder:
                         raise Bad("embedding reads token ids: set model.input_dtype: long "
                                   "and put the embedding first")
                     shape = in_shapes if layer.type in MERGES else in_shapes[0]
-                    with torch.device("meta"):
+                    with on_meta():
                         try:
                             module, out = BUILDERS[layer.type](layer, shape, self.ctx)
                         except (RuntimeError, ValueError, OverflowError, TypeError) as e:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
 import sys
 from collections import Counter
@@ -306,25 +305,14 @@ def classifier_inputs(spec, info: dict, path):
 
 
 # --- BLEU ---
-def bleu(hypotheses: list[list[str]], references: list[list[str]], max_n: int = 4) -> float:
-    """Corpus BLEU (Papineni et al. 2002), 0-100: clipped n-gram precisions for n = 1..4
-    summed over the corpus, their geometric mean, times the brevity penalty
-    exp(1 - r/c) when the hypotheses are shorter (c) than the references (r). One
-    reference per sentence; no smoothing, so a corpus without any matching 4-gram scores 0."""
-    matched, total = [0] * max_n, [0] * max_n
-    hyp_len = ref_len = 0
-    for h, r in zip(hypotheses, references):
-        hyp_len, ref_len = hyp_len + len(h), ref_len + len(r)
-        for n in range(1, max_n + 1):
-            hc = Counter(tuple(h[i:i + n]) for i in range(len(h) - n + 1))
-            rc = Counter(tuple(r[i:i + n]) for i in range(len(r) - n + 1))
-            matched[n - 1] += sum(min(c, rc[g]) for g, c in hc.items())
-            total[n - 1] += max(len(h) - n + 1, 0)
-    if hyp_len == 0 or min(matched) == 0:
-        return 0.0
-    log_precision = sum(math.log(m / t) for m, t in zip(matched, total)) / max_n
-    brevity = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
-    return 100 * brevity * math.exp(log_precision)
+def bleu(hypotheses: list[list[str]], references: list[list[str]], tokenizer: str = "char") -> float:
+    """Corpus BLEU-4 (0-100) by sacrebleu, on the detokenised text with its standard
+    tokenisation (character n-grams for a char tokenizer, 13a for words) and its default
+    smoothing, so scores compare with published ones. One reference per sentence."""
+    import sacrebleu
+    hyp = [detokenize(h, tokenizer) for h in hypotheses]
+    ref = [detokenize(r, tokenizer) for r in references]
+    return float(sacrebleu.corpus_bleu(hyp, [ref], tokenize="char" if tokenizer == "char" else "13a").score)
 
 
 # --- sequence pairs (seq2seq) ---

@@ -2,7 +2,6 @@
 the final metrics table."""
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 
@@ -133,51 +132,62 @@ def histograms(tb, model, step, sample=None, prefix: str = ""):
 
 # --- progress display ---
 class Progress:
-    """One live line on a terminal (epoch, step, loss, samples/s); one line per epoch otherwise."""
+    """On a terminal, a live bar (rich: epoch, steps, samples/s, the epoch's running metrics)
+    with one line per finished epoch above it; elsewhere (logs, pipes) just the epoch lines."""
 
     def __init__(self, epochs: int, steps: int, enabled: bool = True, stream=None):
         self.epochs, self.steps, self.enabled = epochs, steps, enabled
         self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
         self.t0 = time.perf_counter()
         self.seen = 0
         self.last_draw = 0.0
+        self.live = None
+        if enabled and self.stream.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Live, TextColumn
+            self.live = Live(TextColumn("epoch {task.fields[epoch]}/" + str(epochs)), BarColumn(),
+                             MofNCompleteColumn(), TextColumn("{task.fields[rate]}  {task.fields[values]}"),
+                             console=Console(file=self.stream), transient=True)
+            self.task = self.live.add_task("train", total=steps, epoch=0, rate="", values="")
+            self.live.start()
 
     def start_epoch(self, epoch):
         self.epoch, self.t0, self.seen = epoch, time.perf_counter(), 0
+        if self.live is not None:
+            self.live.update(self.task, completed=0, epoch=epoch, rate="", values="")
 
     def step(self, step: int, loss: float, n: int, running=None):
-        """After each step; `running()` (called only when the line is redrawn, ~10 times a
-        second) gives the epoch's running metrics, e.g. {"loss": 0.31, "accuracy": 0.9}."""
+        """After each step; `running()` (called only when the bar is redrawn, ~10 times a
+        second) gives the epoch's running metrics, e.g. {"train/accuracy": 0.9}."""
         self.seen += n
-        if not (self.enabled and self.tty):
+        if self.live is None:
             return
         now = time.perf_counter()
         if now - self.last_draw < 0.1 and step < self.steps:
             return
         self.last_draw = now
-        width = 20
-        done = int(width * step / max(self.steps, 1))
-        bar = "#" * done + "." * (width - done)
-        rate = self.seen / max(now - self.t0, 1e-9)
         shown = (running() if running is not None else None) or {"loss": loss}
-        values = " ".join(f"{k} {fmt(v)}" for k, v in shown.items())
-        line = f"epoch {self.epoch}/{self.epochs} [{bar}] {step}/{self.steps} {rate:,.0f} samples/s  {values}"
-        cols = shutil.get_terminal_size().columns - 1  # a wrapped line could not be redrawn in place
-        self.stream.write("\r" + line[:cols] + "\033[K")
-        self.stream.flush()
+        self.live.update(self.task, completed=step, epoch=self.epoch,
+                         rate=f"{self.seen / max(now - self.t0, 1e-9):,.0f} samples/s",
+                         values=" ".join(f"{k} {fmt(v)}" for k, v in shown.items()))
 
     def end_epoch(self, metrics: dict, extra: str = ""):
         if not self.enabled:
             return
         dt = time.perf_counter() - self.t0
         shown = "  ".join(f"{k} {fmt(v)}" for k, v in metrics.items()
-                           if isinstance(v, (int, float)) and not isinstance(v, bool))
+                          if isinstance(v, (int, float)) and not isinstance(v, bool))
         line = f"epoch {self.epoch}/{self.epochs}  {shown}  {self.seen / max(dt, 1e-9):,.0f} samples/s  {dt:.1f}s{extra}"
-        if self.tty:
-            self.stream.write("\r\033[K")
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        if self.live is not None:
+            self.live.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def close(self):
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
 
 
 def fmt(v) -> str:

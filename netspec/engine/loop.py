@@ -246,6 +246,7 @@ def fit(spec, folder: Path, resume: bool = False, progress: bool = True, dist=No
                     print(stopper.stopped_message(), file=sys.stderr)
                 break
     finally:
+        bar.close()
         ckpts.close()
     if not metrics:  # resumed a finished run: nothing left to train, report the checkpoint's metrics
         metrics = dict(load_checkpoint(ckpt_dir / "last.pt").get("metrics") or {})

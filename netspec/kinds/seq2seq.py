@@ -28,7 +28,7 @@ from torch import nn
 
 from ..data import text as X
 from ..data.text import Corpus, _sizes, read_pairs
-from ..compiler import Compiled, Recurrent, Row, check_size, compile_network, materialize
+from ..compiler import Compiled, Recurrent, Row, check_size, compile_network, materialize, on_meta
 from ..errors import RunError, SpecError
 from ..spec import layers as L
 from .base import Kind
@@ -270,7 +270,7 @@ def compile(spec, ctx: dict) -> dict[str, Compiled]:
                                          f"{list(d.weight.shape)})"))
     if problems:
         raise SpecError(problems)
-    with torch.device("meta"):
+    with on_meta():
         attention = Attention(att.type, H, D, getattr(att, "hidden_size", None)) if att is not None else None
         bridge = Bridge(mode, enc_rnn.num_layers, enc_size, enc_rnn.type == "lstm",
                         dec_rnn.num_layers, dec_rnn.hidden_size, dec_rnn.type == "lstm")
@@ -461,7 +461,7 @@ def measure(model, split: Split, names: set, spec, loss_fn, vocab: list[str], pr
         if "exact_match" in names:
             out[f"{prefix}/exact_match"] = sum(w == t for w, t in zip(words, split.targets)) / max(len(words), 1)
         if "bleu" in names:
-            out[f"{prefix}/bleu"] = X.bleu(words, split.targets)
+            out[f"{prefix}/bleu"] = X.bleu(words, split.targets, _tokenizer(spec)[0])
     return out
 
 
