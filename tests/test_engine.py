@@ -110,3 +110,58 @@ def test_threads_leave_busy_cores_alone(monkeypatch, load, threads):
     assert parts.threads(netspec.load(MLP).train) == 1  # train.threads wins
     monkeypatch.setenv("NETSPEC_THREADS", "2")
     assert parts.threads(train) == 2
+
+
+def _epoch(path):
+    from netspec.engine.runs import load_checkpoint
+    try:
+        return load_checkpoint(path)["epoch"]
+    except Exception:  # not there yet
+        return 0
+
+
+@pytest.mark.parametrize("kind", ["gan", "seq2seq"])
+def test_every_kind_resumes_after_sigkill_exactly(write_spec, tmp_path, kind):
+    import signal
+    import subprocess
+    import time
+
+    from conftest import netspec_command
+    if kind == "gan":
+        spec, name = write_spec(GAN), "g"
+        extra = ["--set", "train.epochs=8", "--set", "train.batch_size=64", "--set", "train.diagnose_every=3"]
+    else:
+        spec, name = "specs/sort_letters.yaml", "sort-letters"
+        extra = ["--set", "train.epochs=6", "--set", "data.source.sort_letters.samples=800",
+                 "--set", "train.diagnose_every=2"]
+    cmd = [*netspec_command(), "train", str(spec), *extra, "-q"]
+    whole = subprocess.Popen([*cmd, "--out", str(tmp_path / "whole")], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    killed = subprocess.Popen([*cmd, "--out", str(tmp_path / "killed")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / name / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 180
+    while _epoch(last) < 2:
+        assert killed.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    r = subprocess.run([*cmd, "--out", str(tmp_path / "killed"), "--resume"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert whole.wait() == 0, whole.stderr.read()
+    a = json.loads((tmp_path / "whole" / name / "metrics.json").read_text())
+    b = json.loads((tmp_path / "killed" / name / "metrics.json").read_text())
+    keys = [k for k, v in a.items() if "/" in k and isinstance(v, float)]
+    assert keys and a["steps"] == b["steps"]
+    assert [b[k] for k in keys] == pytest.approx([a[k] for k in keys], abs=1e-6)
+
+
+@pytest.mark.parametrize("spec", ["mlp", "gan", "specs/sort_letters.yaml"])
+def test_mixed_precision_for_every_kind(write_spec, tmp_path, spec):
+    """bf16 autocast on the CPU here; on CUDA the same path runs fp16 with a gradient scaler."""
+    path = {"mlp": lambda: write_spec(MLP), "gan": lambda: write_spec(GAN)}.get(spec, lambda: spec)()
+    s = netspec.load(path, ["train.precision=bf16", "train.epochs=1"]
+                     + (["data.source.sort_letters.samples=300"] if "sort" in str(path) else []))
+    m = netspec.train(s, out=tmp_path, progress=False).metrics
+    assert all(v == v for k, v in m.items() if isinstance(v, float))  # no NaN
