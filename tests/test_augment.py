@@ -75,3 +75,23 @@ def test_dataset_carries_the_augmentation(write_spec):
     d = D.load(spec_with(write_spec, "[{noise: 0.1}]"))
     assert callable(d.augment)
     assert D.load(spec_with(write_spec, "[]")).augment is None
+
+
+def test_augmented_training_resumes_bit_exactly(write_spec, tmp_path):
+    text = SPEC.replace("AUGMENT", "[{random_crop: 1}, horizontal_flip, {rotation: 10}, {noise: 0.1}]") \
+        .replace("SHAPE", "[2, 8, 8]").replace("epochs: 1", "epochs: 1, batch_size: 8")
+    path = write_spec(text)
+
+    def weights(out, epochs, resume=False):
+        netspec.train(netspec.load(path, [f"train.epochs={epochs}"]), out=out, resume=resume, progress=False)
+        return torch.load(out / "a" / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+    straight = weights(tmp_path / "one", 2)
+    weights(tmp_path / "two", 1)
+    resumed = weights(tmp_path / "two", 2, resume=True)
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    # and the augmentation did change training: without it, other weights
+    plain = netspec.load(path, ["train.epochs=2", "data.augment=[]"])
+    netspec.train(plain, out=tmp_path / "plain", progress=False)
+    bare = torch.load(tmp_path / "plain" / "a" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert not all(torch.equal(straight[k], bare[k]) for k in straight)

@@ -257,3 +257,21 @@ def test_image_folder_spec_trains_through_the_cli(cli, tmp_path):
             "--set", f"data.source.image_folder.path={folder}", "--set", "train.epochs=3", env=env)
     assert r.returncode == 2 and str(bad) in r.stderr and "Traceback" not in r.stderr
     assert kept() == before
+
+
+def test_class_weight_reaches_the_loss_and_lazy_data_trains(tmp_path, write_spec):
+    from netspec.kinds.network import Objective, setup
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(40, 4)).astype(np.float32))
+    np.save(tmp_path / "y.npy", np.array([0] * 30 + [1] * 6 + [2] * 4))
+    src = f"{{npy: {{x: {tmp_path / 'x.npy'}, y: {tmp_path / 'y.npy'}}}}}"
+    spec, d = load(write_spec, src, "[4]", "  class_weight: balanced\n  in_memory: never")
+    _, objective = setup(spec, d)
+    assert torch.equal(objective.fn.weight, torch.cat([d.class_weights, torch.ones(1)]))  # 4 outputs, 3 classes
+    result = netspec.train(spec, out=tmp_path / "runs", progress=False)  # batches gathered from the memmap
+    assert np.isfinite(result.metrics["train/loss"])
+    text = SPEC.replace("{SOURCE}", src).replace("{SHAPE}", "[4]").replace("{EXTRA}", "  class_weight: balanced")
+    bad = netspec.load(write_spec(text.replace("loss: cross_entropy", "loss: mse"), "mse.yaml"))
+    with pytest.raises(netspec.SpecError) as e:
+        Objective(bad, D.load(bad), (3,))
+    assert e.value.problems[0].path == "data.class_weight"

@@ -58,7 +58,7 @@ def load(spec, stats: dict | None = None) -> Dataset:
         with np.errstate(over="ignore"):  # (check_finite has refused values beyond float32)
             # memory-mapped files hold any dtype (uint8 pixels); other sources give their final dtype
             mapped = isinstance(arrays.x, np.memmap) or arrays.scale != 1.0
-            x = torch.from_numpy(np.asarray(arrays.x, dtype=np.float32) if mapped
+            x = torch.from_numpy(np.array(arrays.x, dtype=np.float32) if mapped  # (a copy: memmaps are read-only)
                                  else np.ascontiguousarray(arrays.x))
         if arrays.scale != 1.0:
             x.mul_(arrays.scale)

@@ -17,6 +17,7 @@ from torch import nn
 from .. import data as D
 from ..compiler import check_size, compile_network, materialize
 from ..errors import Problem, RunError, SpecError
+from ..data.augment import generator_for
 from ..data.text import detokenize, tokenize
 from . import compile_spec
 from .base import Kind
@@ -51,6 +52,14 @@ class Objective:
                 kw[k] = torch.as_tensor(kw[k], dtype=torch.float32)
             elif k in kw:
                 del kw[k]
+        if data.class_weights is not None:  # data.class_weight: balanced
+            if self.kind not in INDEX_LOSSES or "weight" in kw:
+                raise SpecError([spec.problem(("data", "class_weight"), "class_weight: balanced weights "
+                                              "cross_entropy or nll without their own 'weight'; "
+                                              f"the loss here is {self.kind}"
+                                              + (" with a weight" if "weight" in kw else ""))])
+            w = data.class_weights  # (outputs beyond the data's classes never are a target: weight 1)
+            kw["weight"] = torch.cat([w, w.new_ones(max(0, out_shape[-1] - len(w)))])
         self.fn = LOSSES[self.kind](**kw)
         self.out_shape = out_shape
         self.sequence = len(out_shape) > 1 and self.kind in INDEX_LOSSES  # [T, classes] vs [T] labels
@@ -263,10 +272,15 @@ class Network(Kind):
 
     def start_epoch(self, epoch: int) -> None:
         self.train_m.reset()
+        self.epoch, self.step_in_epoch = epoch, 0
 
     def batch(self, idx):
         labels = self.labels
-        return (self.x[idx], self.y[idx],
+        xb = self.x[idx]  # a slice of a tensor, or rows gathered from a memory-mapped file (data.Lazy)
+        if self.data.augment is not None:  # draws depend on (seed, epoch, step) only: resume is exact
+            self.step_in_epoch += 1
+            xb = self.data.augment(xb, generator_for(self.spec.seed, self.epoch, self.step_in_epoch, xb.device))
+        return (xb, self.y[idx],
                 None if labels is None else None if self.same_labels else labels[idx])
 
     def step(self, batch, engine) -> dict:
