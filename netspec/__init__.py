@@ -3,13 +3,14 @@
     spec = netspec.load("specs/digits_cnn.yaml", ["train.epochs=3"])
     model = netspec.build(spec)          # a plain torch.nn.Module
     result = netspec.train(spec, out="runs")
+    run = netspec.load_run("runs/digits-cnn")   # predict / sample / translate with a trained run
 
 `import netspec` is cheap: torch is imported only when building or training.
 """
 from .errors import RunError, SpecError
 
 __version__ = "0.1.0"
-__all__ = ["load", "build", "train", "SpecError", "RunError"]
+__all__ = ["load", "build", "train", "load_run", "SpecError", "RunError"]
 
 
 def load(path_or_text, overrides=()):
@@ -33,3 +34,10 @@ def train(spec, out="runs", **kw):
         return run_sweep(spec, out=out, quiet=not progress, **kw)
     from .engine.runs import run
     return run(spec, out=out, **kw)
+
+
+def load_run(run_dir, checkpoint="best", device="cpu"):
+    """A trained run folder loaded for inference: `.spec`, `.model` on `device`, and
+    `.predict(x)` (with the run's own preprocessing), `.sample()`, `.translate()`."""
+    from .infer import load_run as _load_run
+    return _load_run(run_dir, checkpoint, device)

@@ -155,10 +155,39 @@ def evaluate(run_dir, split, checkpoint, overrides):
 @click.option("--output", "-o", default="-", help="Where to write predictions (default stdout).")
 @handled
 def predict(run_dir, inputs, checkpoint, output):
-    """Run a trained checkpoint on INPUTS (.npz with key x, .npy, or .csv of features;
-    seq2seq: a text file, or stdin, one sequence per line) and write predictions."""
-    from .engine.runs import predict_run
-    predict_run(run_dir, inputs, which=checkpoint, output=output)
+    """Run a trained checkpoint on INPUTS and write one JSON line per sample: .npz (key x),
+    .npy or .csv of features, PNG/JPEG images or a folder of them; text models (sequence
+    classifier, language model, seq2seq): a text file, or stdin, one text per line."""
+    from .infer import inputs as I
+    from .infer import load_run
+    I.check_output(output)
+    run = load_run(run_dir, checkpoint)
+    if run.kind == "gan":
+        raise click.UsageError("a GAN does not predict; generate samples with 'netspec sample'")
+    if run.kind == "seq2seq":
+        from .data.text import read_lines
+        text = "".join(o + "\n" for o in run.translate(read_lines(inputs)))
+    else:
+        text = run.predict(inputs if inputs is not None or run.text_input else None).jsonl()
+    I.write(text, output)
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "safetensors"]), default="onnx",
+              show_default=True, help="onnx: runs in onnxruntime without torch or netspec; torchscript: "
+                                      "traced graphs; safetensors: the weights for netspec.build(spec).")
+@click.option("--output", "-o", default=None,
+              help="File to write  [default: RUN/<name>.onnx, .torchscript.pt or .safetensors]")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@handled
+def export(run_dir, fmt, output, checkpoint):
+    """Write a trained run for use outside netspec. ONNX: the run's preprocessing is inside
+    the graph and its first output is what `netspec predict` reports; the file is checked
+    with onnx.checker and against torch in onnxruntime. seq2seq: an encoder and a one-step
+    decoder; vocabularies and classes go to <name>.json beside the graphs."""
+    from .infer.export import export as _export
+    _export(run_dir, fmt, output, checkpoint, say=click.echo)
 
 
 @main.command()
