@@ -275,3 +275,27 @@ def test_class_weight_reaches_the_loss_and_lazy_data_trains(tmp_path, write_spec
     with pytest.raises(netspec.SpecError) as e:
         Objective(bad, D.load(bad), (3,))
     assert e.value.problems[0].path == "data.class_weight"
+
+
+def test_text_csv_long_texts_and_missing_labels(tmp_path, write_spec):
+    rows = "".join(f"\"{'word ' * (30000 if i == 2 else 3)}\",{'good bad'.split()[i % 2]}\n" for i in range(10))
+    f = write(tmp_path / "t.csv", "text,label\n" + rows)
+    text = """
+    name: t
+    seed: 0
+    data:
+      source: {text_csv: {path: %s, too_long: truncate}}
+      validation_split: 0.2
+      stratify: true
+    model:
+      input_shape: [8]
+      input_dtype: long
+      layers: [{embedding: 4}, flatten, {linear: 2}]
+    """ % f
+    spec = netspec.load(write_spec(text))
+    d = D.load(spec)  # a 150,000-character field is read (the csv module's limit is 131072)
+    assert d.classes == ["bad", "good"] and torch.bincount(d.splits["val"][1]).tolist() == [1, 1]
+    write(f, "text,label\nfine words,good\nmore words,\n")
+    with pytest.raises(netspec.SpecError) as e:
+        D.load(netspec.load(write_spec(text)))
+    assert f"{f} row 3, column 'label': the label is empty" in e.value.problems[0].message

@@ -3,11 +3,17 @@
 SOURCES maps a `data.source` tag to a loader `(source_spec, spec) -> Arrays`."""
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .base import Arrays, _classes_of, _file, fail
+
+# what numpy and zipfile raise for a truncated or damaged file (zipfile: also for zip
+# features it does not implement, and encrypted members)
+DAMAGED = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
 
 
 def digits(src, spec) -> Arrays:
@@ -30,8 +36,8 @@ def npz(src, spec) -> Arrays:
     p = _file(spec, src.path)
     try:
         f = np.load(p, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        fail(spec, f"{src.path} is not a readable .npz file: {e}", "path")
+    except (ValueError, *DAMAGED) as e:
+        fail(spec, f"{src.path} is not a readable .npz file: {e or type(e).__name__}", "path")
     keys = list(getattr(f, "files", []))
     for k, what in ((src.x, "x"), (src.y, "y")):
         if k not in keys:
@@ -41,6 +47,8 @@ def npz(src, spec) -> Arrays:
         x, y = f[src.x], f[src.y]
     except ValueError as e:  # object arrays need pickle, which is never allowed
         fail(spec, f"{src.path}: {e} (save plain numeric arrays)", "path")
+    except DAMAGED as e:  # a damaged archive
+        fail(spec, f"{src.path} is damaged: {e or type(e).__name__}", "path")
     if x.dtype.kind not in "iufb":
         fail(spec, f"'{src.x}' in {src.path} holds {x.dtype} values; features must be numbers", "x")
     if x.ndim < 2:
@@ -61,8 +69,11 @@ def npy(src, spec) -> Arrays:
         p = _file(spec, path, key)
         try:
             arrs.append(np.load(p, mmap_mode="r", allow_pickle=False))
-        except (ValueError, OSError) as e:
-            fail(spec, f"{path} is not a readable .npy file: {str(e).splitlines()[0][:200]}", key)
+        except (ValueError, *DAMAGED) as e:
+            fail(spec, f"{path} is not a readable .npy file: {(str(e) or type(e).__name__).splitlines()[0][:200]}",
+                 key)
+        if not isinstance(arrs[-1], np.ndarray):  # an .npz under a .npy name
+            fail(spec, f"{path} is an .npz archive, not a .npy array; use the npz source", key)
     x, y = arrs
     if not isinstance(x, np.memmap):  # (np.load maps only plain arrays)
         x = np.asarray(x)

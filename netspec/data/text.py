@@ -136,7 +136,11 @@ def text_csv(src, spec) -> D.Arrays:
     _no_normalize(spec)
     T = _window(spec, "text_csv")
     text = read_text(spec, src.path)
-    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=src.delimiter))
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long texts: the default stops at 131072 characters
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=src.delimiter))
+    except csv.Error as e:
+        D.fail(spec, f"{src.path} cannot be read as CSV: {e}", "path")
     rows = [r for r in rows if r]
     if len(rows) < 2:
         D.fail(spec, f"{src.path} needs a header row and at least one data row", "path")
@@ -150,24 +154,30 @@ def text_csv(src, spec) -> D.Arrays:
         if len(r) != len(header):
             D.fail(spec, f"{src.path} row {n} has {len(r)} fields, the header has {len(header)} "
                        "(quote texts that contain the delimiter)", "path")
+        label = r[li].strip()
+        if not label or label.lower() in ("nan", "na", "n/a", "null", "none"):
+            D.fail(spec, f"{src.path} row {n}, column '{src.label}': the label is "
+                         f"{repr(label) if label else 'empty'} (a missing value); every row needs a label: "
+                         "fill it in or drop the row", "label")
         texts.append(tokenize(r[ti], src.tokenizer, src.lowercase))
-        labels.append(r[li].strip())
+        labels.append(label)
     texts = fit_lengths(spec, texts, T, src.too_long, "texts", ("data", "source", "text_csv", "too_long"),
                         "model.input_shape")
     # the vocabulary comes from the train split only: a validation or test word the model
     # never trained on is <UNK>, as it would be for new text
-    idx = D.split_indices(len(texts), spec.data.validation_split, spec.data.test_split, spec.seed)
+    classes = sorted(set(labels))
+    y, _ = D._classes_of(labels)
+    idx = D.split_indices(len(texts), spec.data.validation_split, spec.data.test_split, spec.seed,
+                          y if spec.data.stratify else None)  # the split data.load makes
     vocab = src._vocab or build_vocab([texts[i] for i in idx["train"]], CLASSIFIER_SPECIALS, src.min_freq,
                                       src.max_vocab)
     index = {t: i for i, t in enumerate(vocab)}
     x = np.zeros((len(texts), T), dtype=np.int64)  # <PAD> is 0
     for i, toks in enumerate(texts):
         x[i, :len(toks)] = encode(toks, index)
-    classes = sorted(set(labels))
     if len(classes) < 2:
         D.fail(spec, f"column '{src.label}' of {src.path} has a single label ({classes[0]!r}); "
                    "a classifier needs two or more", "label")
-    y = np.array([classes.index(v) for v in labels], dtype=np.int64)
     return D.Arrays(x, y, "classification", classes, vocab)
 
 
