@@ -158,18 +158,8 @@ def predict(run_dir, inputs, checkpoint, output):
     """Run a trained checkpoint on INPUTS and write one JSON line per sample: .npz (key x),
     .npy or .csv of features, PNG/JPEG images or a folder of them; text models (sequence
     classifier, language model, seq2seq): a text file, or stdin, one text per line."""
-    from .infer import inputs as I
-    from .infer import load_run
-    I.check_output(output)
-    run = load_run(run_dir, checkpoint)
-    if run.kind == "gan":
-        raise click.UsageError("a GAN does not predict; generate samples with 'netspec sample'")
-    if run.kind == "seq2seq":
-        from .data.text import read_lines
-        text = "".join(o + "\n" for o in run.translate(read_lines(inputs)))
-    else:
-        text = run.predict(inputs if inputs is not None or run.text_input else None).jsonl()
-    I.write(text, output)
+    from .infer.commands import predict_run
+    predict_run(run_dir, inputs, which=checkpoint, output=output)
 
 
 @main.command()
@@ -203,7 +193,7 @@ def export(run_dir, fmt, output, checkpoint):
 @handled
 def sample(run_dir, n, out_file, temperature, prime, length, label, seed):
     """Generate from a trained run: a GAN's image grid, or a language model's text."""
-    from .engine.runs import sample_run
+    from .infer.commands import sample_run
     sample_run(run_dir, n=n, out=out_file, temperature=temperature, prime=prime, length=length,
                label=label, seed=seed)
 

@@ -18,7 +18,7 @@ from netspec.kinds import gan as G
 from netspec.compiler import materialize
 from netspec.kinds import compile_spec, report
 from netspec.errors import SpecError
-from netspec.engine.runs import sample_run
+from netspec.infer.commands import sample_run
 
 from conftest import ROOT, run_cli
 

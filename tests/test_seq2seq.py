@@ -15,7 +15,8 @@ import netspec
 from netspec.kinds import seq2seq as Q
 from netspec.kinds import report
 from netspec.errors import RunError, SpecError
-from netspec.engine.runs import evaluate_run, predict_run
+from netspec.engine.runs import evaluate_run
+from netspec.infer.commands import predict_run
 from netspec.spec.seq2seq import Beam, Greedy
 from netspec.data.text import bleu
 

@@ -15,7 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import netspec
 from netspec import data as D
 from netspec.errors import RunError, SpecError
-from netspec.engine.runs import evaluate_run, predict_run, sample_run
+from netspec.engine.runs import evaluate_run
+from netspec.infer.commands import predict_run, sample_run
 from netspec.data.text import bleu, build_vocab, detokenize, tokenize
 
 LM = """

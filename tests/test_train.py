@@ -19,7 +19,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import netspec
-from netspec.engine.runs import evaluate_run, load_checkpoint, predict_run
+from netspec.engine.runs import evaluate_run, load_checkpoint
+from netspec.infer.commands import predict_run
 
 TINY = """
 name: tiny

@@ -294,26 +294,6 @@ def read_lines(path) -> list[str]:
         raise RunError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
-def classifier_inputs(spec, info: dict, path):
-    """Lines of text -> padded token ids with the checkpoint's vocabulary."""
-    import torch
-    src = spec.data.source
-    T = spec.model.input_shape[0]
-    index = {t: i for i, t in enumerate(info["vocab"])}
-    lines = read_lines(path)
-    seqs = [tokenize(line, src.tokenizer, src.lowercase) for line in lines]
-    over = [i + 1 for i, s in enumerate(seqs) if len(s) > T]
-    if over and src.too_long == "error":
-        raise RunError(f"{len(over)} input lines are longer than {T} tokens (the first: line {over[0]}); "
-                       "the spec says too_long: error")
-    if over:
-        _warn(f"{len(over)} input lines cut to {T} tokens")
-    x = torch.zeros(len(seqs), T, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        x[i, :min(len(s), T)] = torch.tensor(encode(s[:T], index), dtype=torch.long)
-    return x
-
-
 # --- BLEU ---
 def bleu(hypotheses: list[list[str]], references: list[list[str]], tokenizer: str = "char") -> float:
     """Corpus BLEU-4 (0-100) by sacrebleu, on the detokenised text with its standard

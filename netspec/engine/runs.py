@@ -212,20 +212,3 @@ def evaluate_run(run_dir, split=None, which="best", overrides=()):
     return runner(spec.kind).evaluate(spec, load_checkpoint(checkpoint_path(run_dir, which)), split)
 
 
-def predict_run(run_dir, inputs, which="best", output="-"):
-    spec = open_run(run_dir)
-    mod = runner(spec.kind)
-    if not hasattr(mod, "predict"):
-        raise SpecError([Problem("kind", f"'{spec.kind}' runs do not predict; try 'netspec sample'", str(run_dir))])
-    return mod.predict(spec, load_checkpoint(checkpoint_path(run_dir, which)), inputs, output)
-
-
-def sample_run(run_dir, which="last", **kw):
-    spec = open_run(run_dir)
-    mod = runner(spec.kind)
-    if not hasattr(mod, "sample"):
-        raise SpecError([Problem("kind", f"'{spec.kind}' runs cannot be sampled; 'netspec sample' is for "
-                                         "GANs and language models", str(run_dir))])
-    if kw.get("n") is None:  # a GAN's grid shows many samples; a language model's text is long
-        kw["n"] = 64 if spec.kind == "gan" else 1
-    return mod.sample(spec, load_checkpoint(checkpoint_path(run_dir, which)), Path(run_dir), **kw)

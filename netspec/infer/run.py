@@ -135,8 +135,8 @@ class Run:
                 I.fail(where, "no lines to predict on (one text per line)")
             return (lines if self.language_model else self._encode_lines(lines, where)), None, where
         files, where = None, "inputs"
-        if isinstance(x, (str, Path)):
-            where = str(x)
+        if x is None or isinstance(x, (str, Path)):
+            where = str(x) if x is not None else "netspec predict"
             x, files = I.read(x, spec, self.value_range())
         elif isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()

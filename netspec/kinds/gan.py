@@ -20,7 +20,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -619,39 +618,3 @@ def evaluate(spec, state, split=None) -> dict:
     return res
 
 
-@torch.no_grad()
-def sample(spec, state, run_dir: Path, n=64, out=None, temperature=1.0, prime="", length=200, label=None,
-           seed=0):
-    """Write n generated samples: a PNG grid (image data) or a .npy array in the data's range.
-    temperature scales the noise (below 1: less varied samples); label picks the class of a
-    conditional GAN (default: every class in turn, one per column)."""
-    if prime:
-        raise SpecError([Problem("--prime", "--prime is for language models; a GAN starts from noise", "netspec sample")])
-    gan, scale, info = restore(spec, state)
-    g = spec.gan
-    if label is not None and not g.conditional:
-        raise SpecError([Problem("--label", "this GAN is not conditional (gan.conditional is false), so it "
-                                            "cannot be asked for a class; drop --label", str(run_dir))])
-    if label is not None and not 0 <= label < g.classes:
-        classes = info.get("classes")
-        names = f" ({', '.join(classes)})" if classes else ""
-        raise SpecError([Problem("--label", f"label {label} is outside 0..{g.classes - 1}{names}", str(run_dir))])
-    out = Path(out) if out else Path(run_dir) / "samples.png"
-    shape = tuple(info["shape"])
-    if out.suffix not in (".png", ".npy") or (out.suffix == ".png" and not is_image(shape)):
-        why = "" if is_image(shape) else f"; samples {list(shape)} are not images, so write .npy"
-        raise SpecError([Problem("--out", f"{out}: write a .png (image grid) or .npy (array){why}", "netspec sample")])
-    z = gan.noise(n, torch.Generator().manual_seed(seed)) * temperature
-    columns = g.classes if g.conditional and label is None else math.ceil(math.sqrt(n))
-    y = None
-    if g.conditional:
-        y = torch.full((n,), label) if label is not None else torch.arange(n) % g.classes
-    fake = gan.generate(z, y)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npy":
-        np.save(out, scale.to_data(fake).numpy())
-    else:
-        write_png(out, grid(scale.pixels(fake), columns))
-    what = f" of class {label}" if label is not None else ""
-    print(f"wrote {n} samples{what} to {out}")
-    return out

@@ -7,16 +7,14 @@
 from __future__ import annotations
 
 import math
-import sys
 import numpy as np
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from .. import data as D
 from ..compiler import check_size, compile_network, materialize
-from ..errors import Problem, RunError, SpecError
+from ..errors import RunError, SpecError
 from ..data.augment import generator_for
 from ..data.text import detokenize, tokenize
 from . import compile_spec
@@ -350,114 +348,6 @@ def evaluate(spec, state, split=None) -> dict:
                           torch.device("cpu")).result(split)
 
 
-def _inputs_error(path, message):
-    return SpecError([Problem("inputs", message, str(path))])
-
-
-def read_inputs(path, spec=None) -> torch.Tensor:
-    """Features to predict on: .npz (the run's x key, or 'x', or its only array), .npy, or
-    .csv with a header (a run trained on a CSV picks its feature columns by name, so the
-    training file itself works)."""
-    import numpy as np
-    if path is None:
-        raise SpecError([Problem("inputs", "name the inputs to predict: a .npz (key x), .npy or .csv file",
-                                 "netspec predict")])
-    p = Path(path)
-    if not p.is_file():
-        raise _inputs_error(path, "no such file")
-    src = spec.data.source if spec is not None and spec.data is not None else None
-    try:
-        if p.suffix == ".npz":
-            f = np.load(p, allow_pickle=False)
-            key = src.x if src is not None and src.type == "npz" else "x"
-            if key not in f.files and len(f.files) != 1:
-                raise _inputs_error(path, f"no array '{key}' in it (it holds {', '.join(f.files) or 'nothing'})")
-            arr = f[key if key in f.files else f.files[0]]
-        elif p.suffix == ".npy":
-            arr = np.load(p, allow_pickle=False)
-        elif p.suffix == ".csv":
-            arr = _csv_features(p, src)
-        else:
-            raise _inputs_error(path, "predict reads .npz, .npy or .csv files")
-        return torch.as_tensor(np.asarray(arr, dtype=np.float32))
-    except (ValueError, OSError, IndexError) as e:
-        raise _inputs_error(path, f"not readable as numeric {p.suffix} data: {str(e).splitlines()[0][:200]}") from None
-
-
-def _csv_features(p: Path, src):
-    import csv
-    import numpy as np
-    delimiter = src.delimiter if src is not None and src.type == "csv" else ","
-    with open(p, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.reader(f, delimiter=delimiter) if r]
-    if not rows:
-        raise _inputs_error(p, "empty file")
-    header, rows = rows[0], rows[1:]
-    cols = list(range(len(header)))
-    if src is not None and src.type == "csv":  # the run's feature columns, by name
-        names = src.features or [h for h in header if h != src.target]
-        missing = [n for n in names if n not in header]
-        if missing:
-            raise _inputs_error(p, f"no column {', '.join(map(repr, missing))} (the run was trained on "
-                                   f"{', '.join(names)})")
-        cols = [header.index(n) for n in names]
-    return np.array([[float(r[c]) for c in cols] for r in rows], dtype=np.float32).reshape(len(rows), len(cols))
-
-
-def _scores(spec, out: torch.Tensor) -> tuple[str, torch.Tensor]:
-    """What the outputs mean for a user: probabilities where the loss says how to get them."""
-    kind = spec.loss.type if spec.loss is not None else None
-    if kind == "cross_entropy":
-        return "probabilities", out.softmax(-1)
-    if kind == "nll":
-        return "probabilities", out.exp()
-    if kind == "bce_with_logits":
-        return "probabilities", out.sigmoid()
-    if kind == "bce":
-        return "probabilities", out
-    return "scores", out
-
-
-@torch.no_grad()
-def predict(spec, state, inputs, output="-"):
-    import json
-    model, info = restore(spec, state)
-    if spec.data is not None and spec.data.source.type == "text_csv":
-        from ..data.text import classifier_inputs
-        x = classifier_inputs(spec, info, inputs)  # one text per line (stdin without a file)
-    else:
-        x = read_inputs(inputs, spec)
-    want = tuple(spec.model.input_shape)
-    if tuple(x.shape[1:]) != want:
-        if x.dim() >= 1 and len(x) and x[0].numel() == math.prod(want):
-            x = x.reshape(len(x), *want)  # e.g. flat rows of an image's pixels
-        else:
-            raise _inputs_error(inputs, f"the samples have shape {list(x.shape[1:])}; the model reads "
-                                        f"{list(want)} (model.input_shape)")
-    stats = info.get("stats") or {}
-    if stats:
-        x = (x - stats["shift"]) / stats["scale"]
-    out = torch.cat([model(x[i:i + 1024]) for i in range(0, len(x), 1024)])
-    rows = []
-    classes = info.get("classes")
-    if info.get("task") == "classification":
-        what, scores = _scores(spec, out.float())
-        for o in scores:
-            if o.shape[-1] > 1:
-                k = int(o.argmax())
-            else:  # one output: a binary classifier (its logit is a probability by now)
-                k = int(float(o[0]) > 0.5)
-            rows.append({"class": classes[k] if classes else k, what: [round(float(v), 6) for v in o]})
-    else:
-        for o in out:
-            rows.append({"value": [round(float(v), 6) for v in o.flatten()]})
-    text = "\n".join(json.dumps(r) for r in rows) + "\n"
-    if output == "-":
-        sys.stdout.write(text)
-    else:
-        Path(output).write_text(text)
-
-
 # --- language models: sampling ---
 def _start(vocab: list[str], prime: list[str], rng) -> tuple[list[str], bool]:
     """The tokens to start from; without a prime, a line break (or a space) as if a new
@@ -505,24 +395,6 @@ def sample_texts(spec, model, vocab, n=1, temperature=1.0, prime="", length=200,
     model.train(was)
     head = detokenize(start, src.tokenizer) + ("" if src.tokenizer == "char" else " ") if shown else ""
     return [head + detokenize([vocab[i] for i in ids], src.tokenizer) for ids in out]
-
-
-def sample(spec, state, run_dir, n=1, out=None, temperature=1.0, prime="", length=200, label=None, seed=0):
-    """`netspec sample` for a language model: print (or write to `out`) n samples."""
-    if spec.data is None or spec.data.source.type != "text":
-        raise SpecError([spec.problem(("data", "source"), "'netspec sample' generates text from a language "
-                                                          "model (trained on a 'text' source); this run is not one")])
-    if label is not None:
-        raise RunError("--label is for conditional GANs; a language model takes --prime")
-    model, info = restore(spec, state)
-    texts = sample_texts(spec, model, info["vocab"], n, temperature, prime, length, seed)
-    body = texts[0] if n == 1 else "\n".join(f"--- sample {i + 1} ---\n{t}" for i, t in enumerate(texts))
-    if out:
-        Path(out).write_text(body + "\n", encoding="utf-8")
-        print(f"wrote {n} sample{'s' if n > 1 else ''} to {out}")
-    else:
-        print(body)
-    return texts
 
 
 def as_markdown(text: str) -> str:

@@ -18,8 +18,6 @@
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -651,30 +649,3 @@ def evaluate(spec, state, split=None) -> dict:
                    info["target_vocab"], split)
 
 
-@torch.no_grad()
-def predict(spec, state, inputs, output="-"):
-    """Translate lines (a file, or stdin): one output line per input line."""
-    model, info = restore(spec, state)
-    tokenizer, lowercase = _tokenizer(spec)
-    lines = X.read_lines(inputs)
-    seqs = [X.tokenize(line, tokenizer, lowercase) for line in lines]
-    limit = spec.encoder.max_length
-    over = [i + 1 for i, s in enumerate(seqs) if len(s) > limit]
-    if over and spec.too_long == "error":
-        raise RunError(f"{len(over)} input lines are longer than encoder.max_length ({limit} tokens; the first "
-                       f"is line {over[0]}); the spec says too_long: error")
-    if over:
-        X._warn(f"{len(over)} input lines cut to encoder.max_length ({limit} tokens)")
-    seqs = [s[:limit] for s in seqs]
-    outputs = [""] * len(seqs)
-    todo = [i for i, s in enumerate(seqs) if s]
-    if todo:
-        src = ids([seqs[i] for i in todo], info["source_vocab"])
-        for i, h in zip(todo, decode_all(model, src, spec, spec.train.batch_size)):
-            outputs[i] = X.detokenize([info["target_vocab"][t] for t in h], tokenizer)
-    text = "".join(o + "\n" for o in outputs)
-    if output == "-":
-        sys.stdout.write(text)
-    else:
-        Path(output).write_text(text, encoding="utf-8")
-    return outputs
