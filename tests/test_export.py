@@ -159,6 +159,14 @@ def test_language_model_exports_next_token_probabilities(runs, tmp_path):
         probs, logits = sess.run(None, {"ids": ids})
         assert np.abs(probs[0] - p).max() < 1e-4
     assert want.labels == [meta["vocab"][i] for i in want.outputs.argmax(1)]
+    # the README's sampling loop, without torch or netspec
+    loop = readme_block("A language model samples the same way").replace('"runs/char-lm/char-lm"',
+                                                                          repr(str(tmp_path / "lm")))
+    loop = loop.replace('print(sample("Anna"))', 'print(sample("The", length=40))')
+    p = subprocess.run([sys.executable, "-c", NO_TORCH + loop], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    text = p.stdout[:-1]
+    assert text.startswith("The") and len(text) == 43 and set(text) <= set(meta["vocab"])
 
 
 def test_sequence_classifier_unrolled_lstm_agrees_with_packed_predict(runs, tmp_path):

@@ -110,6 +110,8 @@ def images(files: list[Path], spec, value_range=None) -> np.ndarray:
     except ImportError:
         fail(files[0], "reading images needs Pillow: pip install pillow")
     shape = tuple(spec.model.input_shape) if spec.kind == "network" else ()
+    if len(shape) == 2:  # [height, width]: one grey channel (fit_shape drops it again)
+        shape = (1, *shape)
     if len(shape) != 3 or shape[0] not in (1, 3):
         fail(files[0], f"this model reads samples of shape {list(shape)}, not images ([1 or 3, height, width])")
     c, h, w = shape

@@ -117,6 +117,8 @@ class Run:
             x = D.load(self.spec, stats=self.info.get("stats")).splits["train"][0]
         except (SpecError, RunError, OSError, ValueError):
             return None
+        if not isinstance(x, torch.Tensor):  # memory-mapped data: too big to scan for a warning
+            return None
         stats = self.info.get("stats")
         if stats:
             x = x * stats["scale"] + stats["shift"]
