@@ -75,7 +75,7 @@ def main() -> None:
         print(f"\nper trial (forked from the server): process wall {statistics.median(w for w, _ in per):.2f}s, "
               f"training {statistics.median(t for _, t in per):.2f}s, runner overhead median "
               f"{statistics.median(over):.2f}s (min {min(over):.2f}s, max {max(over):.2f}s)")
-        SW.FORKSERVER = False
+        SW.executors.FORKSERVER = False
         r = one(Path(tmp) / "spawn", 2, args.epochs, None)
         over = [w - t for w, t in r["per"]]
         print(f"per trial (a fresh `python -m netspec.sweep` each): process wall "

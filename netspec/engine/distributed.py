@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from ..errors import Problem, RunError, SpecError
@@ -50,9 +51,10 @@ def launch(spec_file, overrides=(), out="runs", nproc: int = 2, resume: bool = F
            overwrite: bool = False, quiet: bool = False) -> None:
     """Start `nproc` ranks of `netspec train` on this machine (as torchrun would) and wait.
     The first rank to fail stops the others: they would wait forever on its gradients."""
-    from .runs import prepare
+    from .runs import own_run
     from ..spec import load
-    prepare(load(spec_file, list(overrides)), out, resume=resume, overwrite=overwrite)  # refuse before starting N
+    with own_run(load(spec_file, list(overrides)), out, resume=resume, overwrite=overwrite) as owned:
+        resume = owned.resume  # refused before starting N (rank 0 takes the folder again)
     env = {**os.environ, "WORLD_SIZE": str(nproc), "LOCAL_WORLD_SIZE": str(nproc),
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
     threads = str(max(1, _cores() // nproc))
@@ -102,7 +104,7 @@ def run_rank(spec, out="runs", resume: bool = False, overwrite: bool = False, pr
     import torch.distributed as dist
 
     from .loop import fit
-    from .runs import RunResult, prepare
+    from .runs import RunResult, own_run
     rank, world, local = rank_env()
     gpu = torch.cuda.is_available() and spec.train.device in ("auto", "cuda")
     if gpu:
@@ -113,21 +115,24 @@ def run_rank(spec, out="runs", resume: bool = False, overwrite: bool = False, pr
                                          "with torchrun, or use 'netspec train SPEC --nproc N'", "environment")])
     dist.init_process_group("nccl" if gpu else "gloo", rank=rank, world_size=world)
     try:
-        # rank 0 makes (or checks) the run folder; the others learn whether that worked
-        folder, problem = Path(out) / spec.name, [None]
-        if rank == 0:
+        with ExitStack() as owned:
+            # rank 0 owns the run folder (locked for the run's life, checked, spec.yaml written)
+            # and alone writes it; the others learn whether taking it worked
+            folder, problem = Path(out) / spec.name, [None, resume]
+            if rank == 0:
+                try:
+                    problem[1] = owned.enter_context(own_run(spec, out, resume=resume, overwrite=overwrite)).resume
+                except SpecError as e:
+                    problem[0] = e.problems
+            dist.broadcast_object_list(problem, src=0)
+            if problem[0] is not None:
+                raise SpecError(problem[0] if rank == 0 else [])
+            resume = problem[1]
             try:
-                folder = prepare(spec, out, resume=resume, overwrite=overwrite)
-            except SpecError as e:
-                problem = [e.problems]
-        dist.broadcast_object_list(problem, src=0)
-        if problem[0] is not None:
-            raise SpecError(problem[0] if rank == 0 else [])
-        try:
-            metrics = fit(spec, folder, resume=resume, progress=progress and rank == 0, dist=(rank, world),
-                          report=report and rank == 0)
-        except RuntimeError as e:  # mostly a collective that lost another rank (it died or was stopped)
-            raise RunError(f"rank {rank} of {world} stopped: {str(e).strip().splitlines()[-1][:300]}") from e
+                metrics = fit(spec, folder, resume=resume, progress=progress and rank == 0, dist=(rank, world),
+                              report=report and rank == 0)
+            except RuntimeError as e:  # mostly a collective that lost another rank (it died or was stopped)
+                raise RunError(f"rank {rank} of {world} stopped: {str(e).strip().splitlines()[-1][:300]}") from e
         return RunResult(folder, metrics)
     finally:
         dist.destroy_process_group()

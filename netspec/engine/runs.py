@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import re
+import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Problem, RunError, SpecError
 from ..spec.yamlio import dump
+from .folders import (DiskFull, _names, clear_run, disk_full, disk_guard, folder_state, full_message,
+                      lock_folder)
 
 CHECKPOINT_FORMAT = "netspec-checkpoint-1"
 
@@ -33,10 +37,43 @@ def runner(name: str):
 
 def prepare(spec, out: str | Path, resume: bool = False, overwrite: bool = False,
             folder: Path | None = None) -> Path:
-    """Make the run folder; refuse to clobber an earlier run unless asked."""
-    from ..spec import written
+    """Make the run folder; refuse to clobber an earlier run unless asked. Holds the folder's
+    lock while it looks and writes (own_run holds it for the whole run)."""
     folder = Path(folder) if folder else Path(out) / spec.name
+    with lock_folder(folder):
+        _prepare(spec, folder, resume, overwrite)
+    return folder
+
+
+@dataclass
+class Owned:
+    folder: Path
+    resume: bool  # False when --resume found a run that stopped before its first checkpoint
+
+
+@contextmanager
+def own_run(spec, out: str | Path = "runs", resume: bool = False, overwrite: bool = False,
+            folder: Path | None = None):
+    """`with own_run(spec, out, ...) as owned:` train into owned.folder (resuming when
+    owned.resume). The folder is this process's until the block ends: locked (a second writer
+    is refused, naming this one), checked and prepared (spec.yaml written); a full disk
+    anywhere inside becomes a RunError that says so (see folders.disk_guard)."""
+    folder = Path(folder) if folder else Path(out) / spec.name
+    with lock_folder(folder), disk_guard():
+        yield Owned(folder, _prepare(spec, folder, resume, overwrite))
+
+
+def _prepare(spec, folder: Path, resume: bool, overwrite: bool) -> bool:
+    """Check and make the run folder (its lock held); returns whether the run resumes."""
+    from ..spec import written
     last = folder / "checkpoints" / "last.pt"
+    state = folder_state(folder)
+    if resume and not last.exists() and state.run and not state.checkpointed:
+        # killed before its first checkpoint: nothing to continue, nothing to lose
+        print(f"{folder}: no checkpoint yet (the run stopped before its first one); starting it "
+              "from the beginning", file=sys.stderr)
+        clear_run(folder, state)
+        resume = False
     if resume:
         if not last.exists():
             raise SpecError([Problem("", f"--resume: no checkpoint at {last}; nothing to resume "
@@ -46,24 +83,25 @@ def prepare(spec, out: str | Path, resume: bool = False, overwrite: bool = False
             _check_same_run(spec, old, folder)
         for tmp in last.parent.glob(".*.pt.*"):  # half-written files of a killed process
             tmp.unlink(missing_ok=True)
-    elif folder.exists() and any(p.name != "spec.yaml" for p in folder.iterdir()):
-        # (a folder holding only spec.yaml is a run that failed before training: reused)
-        if not overwrite:
+    elif state.entries:
+        if state.foreign:
+            raise SpecError([Problem("--out", f"{folder} is not a netspec run folder (it holds "
+                                              f"{_names(state.foreign)}); netspec never deletes what it did "
+                                              "not write, with or without --overwrite: pick another --out or "
+                                              "name (--set name=...)", str(folder))])
+        if state.checkpointed and not overwrite:
             raise SpecError([Problem("--out", "this folder already holds a run: continue it with --resume, "
                                               "replace it with --overwrite, or pick another --out or name "
                                               "(--set name=...)", str(folder))])
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+        clear_run(folder, state)  # replaced (--overwrite), or a run that never checkpointed
     write_text(folder / "spec.yaml", dump(written(spec)))
-    return folder
+    return resume
 
 
 def _check_same_run(spec, old_file: Path, folder: Path) -> None:
     """Resuming with a different network or data would silently mix two runs."""
-    import yaml
-
     from ..spec import written
-    old = yaml.safe_load(old_file.read_text())
+    old = read_run_spec(old_file)
     new = written(spec)
     keys = [k for k in set(old) | set(new) if k not in ("train", "sweep", "description")]
     changed = [k for k in sorted(keys) if old.get(k) != new.get(k)]
@@ -73,33 +111,48 @@ def _check_same_run(spec, old_file: Path, folder: Path) -> None:
                          for k in changed])
 
 
+def read_run_spec(file: Path) -> dict:
+    """The raw mapping of a run's spec.yaml; a damaged one is a SpecError naming the file."""
+    from ..spec.yamlio import read
+    try:
+        return read(Path(file)).data
+    except SpecError as e:
+        for p in e.problems:
+            p.message += " (the run's record of its spec is damaged: restore it, or start a new run with --overwrite)"
+        raise
+
+
 def write_text(path: Path, text: str) -> None:
-    """Atomic write: a reader never sees half a file, a crash never leaves one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; run folders are meant to be shared
-    os.replace(tmp, path)
+    """Atomic write: a reader never sees half a file, a crash or a full disk never leaves one."""
+    _atomic(Path(path), lambda f: f.write(text.encode("utf-8")))
 
 
 def write_metrics(folder: Path, metrics: dict) -> None:
     write_text(Path(folder) / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
+def _atomic(path: Path, fill) -> None:
+    """Write a temp file beside `path` with fill(file), then swap it in. On any failure the temp
+    file is removed and `path` is as it was; a full disk is a DiskFull error."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as f:
+            fill(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; run folders are meant to be shared
+        os.replace(tmp, path)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if disk_full(e):
+            raise DiskFull(full_message(path, e)) from e
+        raise
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     import torch
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic(Path(path), lambda f: torch.save(plain({"format": CHECKPOINT_FORMAT, **state}), f))
 
 
 class CheckpointWriter:
@@ -119,22 +172,13 @@ class CheckpointWriter:
 
         import torch
         buf = io.BytesIO()
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, buf)
+        torch.save(plain({"format": CHECKPOINT_FORMAT, **state}), buf)
         self.wait()
         self.pending = self.pool.submit(self._write, Path(path), buf, [Path(p) for p in links])
 
     @staticmethod
     def _write(path: Path, buf, links) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getbuffer())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _atomic(path, lambda f: f.write(buf.getbuffer()))
         for dst in links:
             link_checkpoint(path, dst)
 
@@ -159,35 +203,95 @@ def link_checkpoint(src: Path, dst: Path) -> None:
     try:
         os.link(src, tmp)
     except OSError:  # a file system without hard links
-        shutil.copyfile(src, tmp)
+        _atomic(dst, lambda f: f.write(src.read_bytes()))
+        return
     os.replace(tmp, dst)
 
 
-def load_checkpoint(path: Path) -> dict:
-    """Load a netspec checkpoint safely (weights_only); foreign or corrupt files are a clear error."""
-    import pickle
+class Checkpoint(dict):
+    """A loaded checkpoint: a plain dict, except that a missing key is a RunError naming the
+    file and what it holds (a checkpoint of another kind, or an older format), not a KeyError.
+    Saving goes through plain() first: weights_only loading accepts plain dicts only."""
 
+    def __init__(self, data, path: Path, where: str = ""):
+        super().__init__(data)
+        self.path, self.where = path, where
+        for k, v in self.items():
+            if type(v) is dict and len(where.split(".")) < 3:  # optimizer: {generator, discriminator}
+                dict.__setitem__(self, k, Checkpoint(v, path, f"{where}{k}."))
+
+    def __missing__(self, key):
+        held = ", ".join(repr(k) for k in list(self)[:8] if k != "format") or "nothing"
+        raise RunError(f"{self.path}: the checkpoint has no '{self.where}{key}' (it holds {held}): it was "
+                       "written by another kind of run or another netspec version; use a checkpoint of this run")
+
+
+
+def plain(x):
+    """`x` with every Checkpoint in it turned back into a dict (the same object when there is none)."""
+    if isinstance(x, Checkpoint):
+        return {k: plain(v) for k, v in x.items()}
+    if type(x) is dict:
+        out = None
+        for k, v in x.items():
+            p = plain(v)
+            if p is not v:
+                out = dict(x) if out is None else out
+                out[k] = p
+        return x if out is None else out
+    if type(x) in (list, tuple):
+        items = [plain(v) for v in x]
+        return type(x)(items) if any(a is not b for a, b in zip(items, x)) else x
+    return x
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a netspec checkpoint safely (weights_only: nothing in it runs); an empty, corrupt,
+    foreign or incomplete file is a RunError naming it, never another exception."""
     import torch
+
+    from ..files import FileProblem, check_regular
     path = Path(path)
     if not path.exists():
         raise RunError(f"no checkpoint at {path}")
     try:
+        if check_regular(path) == 0:
+            raise RunError(f"{path} is empty (0 bytes): not a checkpoint; the run that wrote it was stopped "
+                           "mid-write by something other than netspec, or the file was truncated")
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as e:
-        raise RunError(f"{path} is not a readable checkpoint (corrupt or not written by netspec): "
-                       f"{str(e).splitlines()[0][:200]}") from None
+    except FileProblem as e:
+        raise RunError(str(e)) from None
+    except (MemoryError, RunError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # a hostile file can make the unpickler raise anything
+        text = str(e)
+        why = f"{type(e).__name__}: {(text.splitlines() or [''])[0][:200]}"
+        if "Weights only load failed" in text:  # a pickle that would build Python objects, or no pickle
+            found = re.search(r"GLOBAL ([\w.]+)", text)
+            why = (f"it would build Python objects ({found.group(1)}), and netspec loads only tensors and "
+                   "plain data: nothing in a checkpoint ever runs") if found else "its contents are not a checkpoint's"
+        raise RunError(f"{path} is not a readable checkpoint (corrupt or not written by netspec): {why}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise RunError(f"{path} is not a netspec checkpoint (format "
                        f"{state.get('format') if isinstance(state, dict) else type(state).__name__!r})")
-    return state
+    return Checkpoint(state, path)
+
+
+def load_cache(path: Path) -> dict | None:
+    """A cache file written with save_checkpoint, or None when it is missing or unreadable
+    (the caller rebuilds it and saves over it: a damaged cache costs time, never a run)."""
+    try:
+        return load_checkpoint(path) if Path(path).exists() else None
+    except RunError:
+        return None
 
 
 def run(spec, out="runs", resume=False, progress=True, overwrite=False, folder=None, **kw) -> RunResult:
     """Train one spec into OUT/<name>/."""
-    folder = prepare(spec, out, resume=resume, overwrite=overwrite, folder=folder)  # refuses fast, before torch
     from .loop import fit
-    metrics = fit(spec, folder, resume=resume, progress=progress, report=kw.get("report"))
-    return RunResult(folder, metrics)
+    with own_run(spec, out, resume=resume, overwrite=overwrite, folder=folder) as owned:  # refuses fast, before torch
+        metrics = fit(spec, owned.folder, resume=owned.resume, progress=progress, report=kw.get("report"))
+    return RunResult(owned.folder, metrics)
 
 
 def open_run(run_dir, overrides=()):
@@ -197,6 +301,7 @@ def open_run(run_dir, overrides=()):
     f = run_dir / "spec.yaml"
     if not f.exists():
         raise SpecError([Problem("", f"{run_dir} is not a run folder (no spec.yaml in it)", str(run_dir))])
+    read_run_spec(f)  # a damaged record says so
     return load(f, list(overrides))
 
 

@@ -334,7 +334,9 @@ def parse_set(item: str) -> tuple[str, Any]:
         src = parse(f"v: {text}" if text.strip() else "v: null", f"--set {item}")
     except SpecError as e:
         msg = e.problems[0].message.replace("YAML syntax error: ", "")
-        raise SpecError([Problem(path.strip(), f"VALUE {text!r} is not valid YAML: {msg}; quote it",
+        shown = repr(text if len(text) <= 60 else text[:57] + "...")
+        fix = "" if "control character" in msg or "quote it" in msg else "; quote it"
+        raise SpecError([Problem(path.strip(), f"VALUE {shown} is not valid YAML: {msg}{fix}",
                                  "--set")]) from None
     return path.strip(), src.data["v"]
 

@@ -7,12 +7,14 @@ and duplicate keys are errors rather than silently overwritten.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import Problem, SpecError
+from ..files import FileProblem, read_text
 
 Where = tuple[str, int | None, int | None]  # file, line, col (1-based)
 
@@ -48,6 +50,33 @@ def dotted(path) -> str:
 
 
 MAX_NODES = 100_000  # far beyond any real spec; stops alias bombs ("billion laughs")
+MAX_DEPTH = 100  # real specs nest about 8 deep; deeper would overflow Python's stack
+MAX_BYTES = 1 << 20  # a spec file of more than 1 MiB is not a spec (read before parsing)
+# what YAML itself refuses (its Reader's rule); found first so each is reported at its place
+_NOT_PRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with the limits applied while the node graph is composed, before
+    any of it is built: a file huge in keys or nested too deep is refused as it is read."""
+
+    def __init__(self, text, file):
+        super().__init__(text)
+        self.file, self.depth, self.nodes = file, 0, 0
+
+    def compose_node(self, parent, index):
+        self.nodes += 1
+        self.depth += 1
+        if self.depth > MAX_DEPTH or self.nodes > MAX_NODES:
+            mark = self.peek_event().start_mark
+            what = (f"values nest more than {MAX_DEPTH} levels deep" if self.depth > MAX_DEPTH
+                    else f"the spec has more than {MAX_NODES:,} values")
+            raise SpecError([Problem("", f"{what}; this is not a network spec (netspec stops here)",
+                                     self.file, mark.line + 1, mark.column + 1)])
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 class _Walk:
@@ -67,9 +96,10 @@ def _at(node) -> tuple[int, int]:
 
 def _build(node, path, where, w: _Walk):
     w.count += 1
-    if w.count > MAX_NODES:
-        raise SpecError([Problem(dotted(path), f"the spec expands to more than {MAX_NODES:,} values "
-                                 "(YAML aliases repeating aliases?); write it out plainly", w.file, *_at(node))])
+    if w.count > MAX_NODES or len(path) > 2 * MAX_DEPTH:  # aliases nest and repeat what they name
+        raise SpecError([Problem(dotted(path[:MAX_DEPTH]), f"the spec expands to more than {MAX_NODES:,} "
+                                 "values or nests too deep (YAML aliases repeating aliases?); write it out "
+                                 "plainly", w.file, *_at(node))])
     where[path] = (w.file, *_at(node))
     if node.tag not in _PLAIN_TAGS:
         tag = node.tag.replace("tag:yaml.org,2002:", "!!")
@@ -88,7 +118,21 @@ def _build(node, path, where, w: _Walk):
             return _mapping(node, path, where, w)
         finally:
             w.open.discard(id(node))
-    return w.loader.construct_object(node, deep=True)
+    try:
+        return w.loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError, yaml.YAMLError) as e:  # 5000 digits, 2020-13-45, ...
+        w.problems.append(Problem(dotted(path), _scalar_message(node, e), w.file, *_at(node)))
+        return None
+
+
+def _scalar_message(node, e: Exception) -> str:
+    text = str(node.value)
+    digits = len(text.lstrip("+-"))
+    if node.tag.endswith(":int") and digits > 1000:
+        return (f"a whole number of {digits:,} digits is too long to be a setting (Python reads at "
+                f"most {sys.get_int_max_str_digits() or 4300:,}); quote it if it is text")
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    return f"'{shown}' cannot be read as {node.tag.rsplit(':', 1)[-1]} ({str(e).splitlines()[0][:100]}); quote it if it is text"
 
 
 def _mapping(node, path, where, w: _Walk):
@@ -137,9 +181,27 @@ def _syntax_message(e: yaml.MarkedYAMLError, text: str = "") -> str:
     return msg
 
 
+def _unprintable(text: str, file: str) -> list[Problem]:
+    out = []
+    for m in _NOT_PRINTABLE.finditer(text):
+        line = text.count("\n", 0, m.start()) + 1
+        col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+        c = m.group()
+        name = {"\0": "NUL", "\x1b": "ESC", "\x7f": "DEL", "\x08": "backspace", "\x0c": "form feed"}.get(c, "")
+        out.append(Problem("", f"control character U+{ord(c):04X}{' (' + name + ')' if name else ''} is not "
+                               "allowed in a YAML file; remove it (in a double-quoted string, write it as "
+                               f"\\u{ord(c):04x})", file, line, col))
+        if len(out) == 20:
+            break
+    return out
+
+
 def parse(text: str, file: str = "<spec>") -> Source:
     """Parse YAML text into a Source; raises SpecError with positions."""
-    loader = yaml.SafeLoader(text)
+    bad = _unprintable(text, file)
+    if bad:
+        raise SpecError(bad)
+    loader = _Loader(text, file)
     try:
         try:
             node = loader.get_single_node()
@@ -182,11 +244,9 @@ def read(path_or_text: str | Path) -> Source:
         if p.is_dir():
             raise SpecError([Problem("", f"{s} is a folder; give a spec file (.yaml) in it", s)])
         try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise SpecError([Problem("", f"the file is not UTF-8 text ({e.reason} at byte {e.start})", s)]) from None
-        except OSError as e:
-            raise SpecError([Problem("", f"cannot read the file: {e.strerror}", s)]) from None
+            text = read_text(p, MAX_BYTES)
+        except FileProblem as e:
+            raise SpecError([Problem("", str(e), s)]) from None
         return parse(text, s)
     return parse(s, "<text>")
 

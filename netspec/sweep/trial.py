@@ -2,7 +2,7 @@
 (where fork is not available)."""
 import sys
 
-from . import _trial_main
+from .executors import _trial_main
 
 if __name__ == "__main__":
     sys.exit(_trial_main(sys.argv[1:]))
