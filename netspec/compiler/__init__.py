@@ -9,7 +9,6 @@ allocated; then the module is materialised and initialised on the CPU.
 from __future__ import annotations
 
 import math
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ from torch import nn
 
 from ..errors import suggest
 from ..spec import layers as L
+from .budget import check_layers, check_size  # noqa: F401 (check_size: the kinds call it from here)
 
 Shape = tuple
 
@@ -594,6 +594,8 @@ def compile_network(spec, network, path: tuple, problems: list, ctx: dict,
         problems.append(spec.problem(path, "input_shape is required (one sample's shape, no batch "
                                            "dimension, e.g. [1, 28, 28])"))
         return None
+    if not check_layers(spec, network, path, problems):  # before building anything
+        return None
     b = _Builder(spec, network, path, ctx, problems)
     before = len(problems)
     graph, rows, out = b.chain(network.layers, path + ("layers",), tuple(shape), network.input_dtype)
@@ -602,24 +604,6 @@ def compile_network(spec, network, path: tuple, problems: list, ctx: dict,
     if network.input_dtype == "long" and ctx.get("pad_index") is not None:
         graph.pad_index = ctx["pad_index"]
     return Compiled(graph, rows, tuple(shape), tuple(out), b.inits)
-
-
-def _memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 16 * 2**30
-
-
-def check_size(spec, compiled: Compiled, path: tuple, problems: list) -> None:
-    need = compiled.parameters * 4
-    have = _memory_bytes()
-    if need > have // 2:
-        big = max(compiled.rows, key=lambda r: r.parameters)
-        problems.append(spec.problem(path, f"{compiled.parameters:,} parameters need {need / 2**30:,.1f} GiB "
-                                           f"for the weights alone (training needs about 4x that); this "
-                                           f"machine has {have / 2**30:.0f} GiB: use smaller layers "
-                                           f"(the largest, {big.name}, has {big.parameters:,})"))
 
 
 def materialize(compiled: Compiled, seed: int | None = None) -> nn.Module:

@@ -114,9 +114,9 @@ def folder_state(folder: Path) -> FolderState:
         else:
             st.foreign.append(p)
     names = {p.name for p in st.ours}
-    st.run = LOCK in names or "spec.yaml" in names and bool(
-        names & {"checkpoints", "metrics.json", "trial.json"} or any(n.startswith("events.") for n in names))
-    st.run |= "sweep.yaml" in names
+    # a spec.yaml alone may be the user's own spec: it takes one of netspec's own files
+    st.run = bool(names & {LOCK, "checkpoints", "metrics.json", "trial.json", "sweep.yaml", "results.json"}
+                  or any(n.startswith("events.out.tfevents.") for n in names))
     st.checkpointed |= bool(names & {"metrics.json", "results.json"})
     if not st.run and st.ours:  # netspec-like names alone (a user's spec.yaml) are not enough
         st.foreign, st.ours = st.entries, []
