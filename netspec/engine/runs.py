@@ -68,7 +68,7 @@ def _prepare(spec, folder: Path, resume: bool, overwrite: bool) -> bool:
     from ..spec import written
     last = folder / "checkpoints" / "last.pt"
     state = folder_state(folder)
-    if resume and not last.exists() and state.run and not state.checkpointed:
+    if resume and not last.exists() and state.run and (folder / "spec.yaml").exists() and not state.checkpointed:
         # killed before its first checkpoint: nothing to continue, nothing to lose
         print(f"{folder}: no checkpoint yet (the run stopped before its first one); starting it "
               "from the beginning", file=sys.stderr)
