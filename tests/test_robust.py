@@ -17,8 +17,7 @@ import torch
 import netspec
 from netspec import spec as S
 from netspec.engine import folders
-from netspec.engine.runs import (Checkpoint, CheckpointWriter, load_cache, load_checkpoint, prepare,
-                                 save_checkpoint, write_text)
+from netspec.engine.runs import Checkpoint, CheckpointWriter, load_checkpoint, prepare, save_checkpoint, write_text
 from netspec.errors import RunError, SpecError
 from netspec.spec.yamlio import dump
 from netspec.sweep import expand, run_sweep
@@ -66,13 +65,14 @@ def test_the_lock_is_held_for_the_whole_run_and_released_after(tmp_path, monkeyp
     from netspec.engine import runs
     seen = []
 
-    def fit(spec, folder, resume=False, progress=True):  # while the run trains, another process tries
+    def fit(spec, folder, resume=False, progress=True, report=None):  # while the run trains, another process tries
         code = (f"from netspec import spec as S; from netspec.engine.runs import prepare\n"
                 f"prepare(S.load({str(MLP)!r}), 'x', folder={str(folder)!r})")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
         seen.append((r.returncode, "in use by another netspec process" in r.stderr))
         return {}
-    monkeypatch.setattr(runs.runner("network"), "fit", fit)
+    from netspec.engine import loop
+    monkeypatch.setattr(loop, "fit", fit)
     runs.run(spec(), out=tmp_path)
     assert seen == [(1, True)]  # (SpecError uncaught in that snippet: exit 1)
     assert (tmp_path / "digits-mlp" / folders.LOCK).read_text() == ""  # released
@@ -183,16 +183,6 @@ def test_checkpoints_missing_keys_name_them_and_save_back_as_plain_data(tmp_path
     again = torch.load(tmp_path / "b.pt", weights_only=True)
     assert again["kept"]["epoch"] == 3 and type(again["inner"]) is dict
     assert isinstance(state, Checkpoint)
-
-
-def test_an_unreadable_cache_is_rebuilt_not_fatal(tmp_path):
-    (tmp_path / "quality.pt").write_bytes(b"")
-    assert load_cache(tmp_path / "quality.pt") is None
-    (tmp_path / "quality.pt").write_bytes(b"PK\x03\x04garbage")
-    assert load_cache(tmp_path / "quality.pt") is None
-    assert load_cache(tmp_path / "missing.pt") is None
-    save_checkpoint(tmp_path / "quality.pt", {"key": "k"})
-    assert load_cache(tmp_path / "quality.pt")["key"] == "k"
 
 
 # --- sweeps ---

@@ -277,15 +277,6 @@ def load_checkpoint(path: Path) -> dict:
     return Checkpoint(state, path)
 
 
-def load_cache(path: Path) -> dict | None:
-    """A cache file written with save_checkpoint, or None when it is missing or unreadable
-    (the caller rebuilds it and saves over it: a damaged cache costs time, never a run)."""
-    try:
-        return load_checkpoint(path) if Path(path).exists() else None
-    except RunError:
-        return None
-
-
 def run(spec, out="runs", resume=False, progress=True, overwrite=False, folder=None, **kw) -> RunResult:
     """Train one spec into OUT/<name>/."""
     from .loop import fit
