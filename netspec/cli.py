@@ -37,6 +37,11 @@ def handled(fn):
             _fail(1, [f"error: {e}"])
         except KeyboardInterrupt:
             _fail(130, ["interrupted"])
+        except MemoryError:  # what the size checks could not foresee (data, a huge sample request)
+            if debug:
+                raise
+            _fail(1, ["error: out of memory: this machine cannot hold what was asked for; use smaller "
+                      "layers, data or train.batch_size (--debug shows where)"])
     return wrapper
 
 

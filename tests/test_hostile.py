@@ -119,6 +119,25 @@ def set_nesting_too_deep(tmp, run):
     return ["build", MLP, "--set", "name=" + "[" * 500 + "]" * 500], 2, "levels"
 
 
+@case
+def dev_zero_as_npz_data(tmp, run):
+    return ["train", MLP, *TINY, "--set", "data.source={npz: /dev/zero}", "--out", tmp], 2, \
+        "data.source.npz.path: /dev/zero is a character device"
+
+
+@case
+def fifo_as_csv_data(tmp, run):
+    os.mkfifo(tmp / "rows.csv")
+    return ["train", MLP, *TINY, "--set", "data.source={csv: {path: rows.csv, target: y}}", "--out", tmp], 2, \
+        "FIFO"
+
+
+@case
+def fifo_as_text_data(tmp, run):
+    os.mkfifo(tmp / "book.txt")
+    return ["build", ROOT / "specs" / "char_lm.yaml", "--set", "data.source.text.path=book.txt"], 2, "FIFO"
+
+
 # --- run folders: one writer, nothing foreign deleted ---
 @case
 def overwrite_a_folder_that_is_not_a_run(tmp, run):

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import SpecError
+from ..files import FileProblem, check_regular
 
 
 @dataclass
@@ -61,6 +62,10 @@ def _file(spec, path: str, key: str = "path") -> Path:
              key)
     if p.is_dir():
         fail(spec, f"{path} is a folder; name a file", key)
+    try:
+        check_regular(p)  # a device (/dev/zero) never ends, a FIFO blocks: neither is opened
+    except FileProblem as e:
+        fail(spec, str(e), key)
     return p
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from ..spec.text import PAIR_SOURCES
 from . import base as D
 from ..errors import RunError, SpecError
+from ..files import FileProblem, check_regular
 
 PAD, GO, EOS, UNK = "<PAD>", "<GO>", "<EOS>", "<UNK>"
 CLASSIFIER_SPECIALS = [PAD, UNK]
@@ -75,6 +76,10 @@ def read_text(spec, path: str, key: str = "path") -> str:
         D.fail(spec, f"no such file: {path} (relative paths start from the current directory, {Path.cwd()})", key)
     if p.is_dir():
         D.fail(spec, f"{path} is a folder; name a text file", key)
+    try:
+        check_regular(p)  # a device (/dev/zero) never ends, a FIFO blocks: neither is opened
+    except FileProblem as e:
+        D.fail(spec, str(e), key)
     raw = p.read_bytes()
     try:
         text = raw.decode("utf-8")

@@ -97,7 +97,11 @@ def folder_state(folder: Path) -> FolderState:
     st = FolderState()
     if not folder.is_dir():
         return st
-    for p in sorted(folder.iterdir()):
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as e:
+        raise SpecError([Problem("--out", f"cannot read the run folder {folder}: {e.strerror}", str(folder))]) from None
+    for p in entries:
         st.entries.append(p)
         if p.is_symlink():
             (st.ours if _match(p.name, TOP) else st.foreign).append(p)
@@ -128,7 +132,7 @@ def _is_trial(p: Path) -> bool:
     return s.run and not s.foreign and (p / "trial.json").exists()
 
 
-def _names(paths, n: int = 3) -> str:
+def names_of(paths, n: int = 3) -> str:
     shown = ", ".join(repr(p.name + ("/" if p.is_dir() and not p.is_symlink() else "")) for p in paths[:n])
     return shown + (f" and {len(paths) - n} more" if len(paths) > n else "")
 
@@ -138,7 +142,7 @@ def clear_run(folder: Path, state: FolderState | None = None) -> None:
     symlink is removed, not followed)."""
     state = state or folder_state(folder)
     if state.foreign:  # (callers refuse earlier; this is the last guard)
-        raise SpecError([Problem("--out", f"{folder} holds files netspec did not write ({_names(state.foreign)}); "
+        raise SpecError([Problem("--out", f"{folder} holds files netspec did not write ({names_of(state.foreign)}); "
                                           "nothing was deleted", str(folder))])
     for p in state.ours:
         if p.name == LOCK:
@@ -193,7 +197,7 @@ def lock_folder(folder: Path):
     folder = Path(folder)
     state = folder_state(folder)
     if state.foreign and not state.run:
-        raise SpecError([Problem("--out", f"{folder} is not a netspec run folder (it holds {_names(state.foreign)}); "
+        raise SpecError([Problem("--out", f"{folder} is not a netspec run folder (it holds {names_of(state.foreign)}); "
                                           "netspec writes only into new or netspec folders: pick another --out "
                                           "or name (--set name=...)", str(folder))])
     _make_folder(folder)

@@ -1,8 +1,9 @@
-"""Run folders: what every kind of training loop shares.
+"""Run folders: what every kind of training shares.
 
 A run lives in OUT/<name>/: spec.yaml (the fully resolved spec), metrics.json, TensorBoard
-event files and checkpoints/{last,best}.pt. Checkpoints are written atomically and read
-with weights_only=True. RUNNERS maps a spec kind to its loop module (one file per loop).
+event files and checkpoints/{last,best}.pt. `own_run` makes the folder this process's for the
+run's life (one writer; see folders.py). Every file is written atomically (a temp file swapped
+in; a full disk is a DiskFull error) and checkpoints are read with weights_only=True.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from pathlib import Path
 
 from ..errors import Problem, RunError, SpecError
 from ..spec.yamlio import dump
-from .folders import (DiskFull, _names, clear_run, disk_full, disk_guard, folder_state, full_message,
-                      lock_folder)
+from .folders import (DiskFull, clear_run, disk_full, disk_guard, folder_state, full_message, lock_folder,
+                      names_of)
 
 CHECKPOINT_FORMAT = "netspec-checkpoint-1"
 
@@ -86,7 +87,7 @@ def _prepare(spec, folder: Path, resume: bool, overwrite: bool) -> bool:
     elif state.entries:
         if state.foreign:
             raise SpecError([Problem("--out", f"{folder} is not a netspec run folder (it holds "
-                                              f"{_names(state.foreign)}); netspec never deletes what it did "
+                                              f"{names_of(state.foreign)}); netspec never deletes what it did "
                                               "not write, with or without --overwrite: pick another --out or "
                                               "name (--set name=...)", str(folder))])
         if state.checkpointed and not overwrite:
@@ -274,7 +275,15 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise RunError(f"{path} is not a netspec checkpoint (format "
                        f"{state.get('format') if isinstance(state, dict) else type(state).__name__!r})")
+    for key, types in FIELDS.items():  # what the engine writes has these types; anything else is damage
+        if key in state and not isinstance(state[key], types):
+            raise RunError(f"{path} is damaged: its '{key}' is a {type(state[key]).__name__}, not "
+                           f"{' or '.join(t.__name__ if t is not type(None) else 'None' for t in types)}")
     return Checkpoint(state, path)
+
+
+FIELDS = {"epoch": (int,), "step": (int,), "data": (dict, type(None)), "metrics": (dict, type(None)),
+          "monitor": (dict, type(None)), "stopper": (dict, type(None)), "logged": (dict, type(None))}
 
 
 def run(spec, out="runs", resume=False, progress=True, overwrite=False, folder=None, **kw) -> RunResult:

@@ -588,7 +588,7 @@ def restore(spec, state) -> tuple[Gan, Scale, dict]:
     try:
         gan.generator.load_state_dict(state["generator"])
         gan.discriminator.load_state_dict(state["discriminator"])
-    except (RuntimeError, KeyError) as e:
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
         raise RunError(f"the checkpoint does not fit this spec's networks: {str(e).splitlines()[0][:200]}") from None
     return gan.eval(), Scale(**info["scale"]), info
 

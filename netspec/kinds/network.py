@@ -327,7 +327,7 @@ def restore(spec, state) -> tuple[nn.Module, dict]:
     model = materialize(compiled, spec.seed)
     try:
         model.load_state_dict(state["model"])
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, ValueError) as e:  # other shapes, or not weights at all
         raise RunError(f"the checkpoint does not fit this spec's network: {str(e).splitlines()[0][:200]}") from None
     return model.eval(), info
 

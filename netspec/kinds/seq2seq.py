@@ -629,7 +629,7 @@ def restore(spec, state) -> tuple[nn.ModuleDict, dict]:
     model = build(spec, info["source_vocab"], info["target_vocab"])
     try:
         model.load_state_dict(state["model"])
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, ValueError) as e:  # other shapes, or not weights at all
         raise RunError(f"the checkpoint does not fit this spec's networks (its vocabularies have "
                        f"{len(info['source_vocab'])} source and {len(info['target_vocab'])} target tokens): "
                        f"{str(e).splitlines()[0][:200]}") from None
