@@ -41,6 +41,7 @@ def prepare(spec, out: str | Path, resume: bool = False, overwrite: bool = False
     """Make the run folder; refuse to clobber an earlier run unless asked. Holds the folder's
     lock while it looks and writes (own_run holds it for the whole run)."""
     folder = Path(folder) if folder else Path(out) / spec.name
+    _refuse(folder, folder_state(folder), resume, overwrite)  # nothing touched, not even the lock file
     with lock_folder(folder):
         _prepare(spec, folder, resume, overwrite)
     return folder
@@ -60,6 +61,7 @@ def own_run(spec, out: str | Path = "runs", resume: bool = False, overwrite: boo
     is refused, naming this one), checked and prepared (spec.yaml written); a full disk
     anywhere inside becomes a RunError that says so (see folders.disk_guard)."""
     folder = Path(folder) if folder else Path(out) / spec.name
+    _refuse(folder, folder_state(folder), resume, overwrite)  # nothing touched, not even the lock file
     with lock_folder(folder), disk_guard():
         yield Owned(folder, _prepare(spec, folder, resume, overwrite))
 
@@ -69,34 +71,43 @@ def _prepare(spec, folder: Path, resume: bool, overwrite: bool) -> bool:
     from ..spec import written
     last = folder / "checkpoints" / "last.pt"
     state = folder_state(folder)
-    if resume and not last.exists() and state.run and (folder / "spec.yaml").exists() and not state.checkpointed:
+    if resume and not last.exists() and _never_checkpointed(folder, state):
         # killed before its first checkpoint: nothing to continue, nothing to lose
         print(f"{folder}: no checkpoint yet (the run stopped before its first one); starting it "
               "from the beginning", file=sys.stderr)
-        clear_run(folder, state)
         resume = False
+    _refuse(folder, state, resume, overwrite)  # again, now that the folder is this process's
     if resume:
-        if not last.exists():
-            raise SpecError([Problem("", f"--resume: no checkpoint at {last}; nothing to resume "
-                                         "(drop --resume to start the run)", str(folder))])
         old = folder / "spec.yaml"
         if old.exists():
             _check_same_run(spec, old, folder)
         for tmp in last.parent.glob(".*.pt.*"):  # half-written files of a killed process
             tmp.unlink(missing_ok=True)
     elif state.entries:
-        if state.foreign:
-            raise SpecError([Problem("--out", f"{folder} is not a netspec run folder (it holds "
-                                              f"{names_of(state.foreign)}); netspec never deletes what it did "
-                                              "not write, with or without --overwrite: pick another --out or "
-                                              "name (--set name=...)", str(folder))])
-        if state.checkpointed and not overwrite:
-            raise SpecError([Problem("--out", "this folder already holds a run: continue it with --resume, "
-                                              "replace it with --overwrite, or pick another --out or name "
-                                              "(--set name=...)", str(folder))])
         clear_run(folder, state)  # replaced (--overwrite), or a run that never checkpointed
     write_text(folder / "spec.yaml", dump(written(spec)))
     return resume
+
+
+def _refuse(folder: Path, state, resume: bool, overwrite: bool) -> None:
+    """The SpecError for a folder this run may not use as asked (read-only)."""
+    last = folder / "checkpoints" / "last.pt"
+    if resume and not last.exists() and not _never_checkpointed(folder, state):
+        raise SpecError([Problem("", f"--resume: no checkpoint at {last}; nothing to resume "
+                                     "(drop --resume to start the run)", str(folder))])
+    if not resume and state.foreign:
+        raise SpecError([Problem("--out", f"{folder} is not a netspec run folder (it holds "
+                                          f"{names_of(state.foreign)}); netspec never deletes what it did "
+                                          "not write, with or without --overwrite: pick another --out or "
+                                          "name (--set name=...)", str(folder))])
+    if not resume and state.checkpointed and not overwrite:
+        raise SpecError([Problem("--out", "this folder already holds a run: continue it with --resume, "
+                                          "replace it with --overwrite, or pick another --out or name "
+                                          "(--set name=...)", str(folder))])
+
+
+def _never_checkpointed(folder: Path, state) -> bool:
+    return state.run and (folder / "spec.yaml").exists() and not state.checkpointed
 
 
 def _check_same_run(spec, old_file: Path, folder: Path) -> None:
