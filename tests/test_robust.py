@@ -101,6 +101,8 @@ def test_overwrite_deletes_only_what_netspec_wrote_and_never_follows_a_symlink(t
     save_checkpoint(folder / "checkpoints" / "last.pt", {"epoch": 1})
     (folder / "spec.yaml").write_text("name: digits-mlp\n")
     (folder / "metrics.json").write_text("{}")
+    (folder / "digits-mlp.onnx").write_bytes(b"graph")  # what `netspec export` leaves beside a run
+    (folder / "digits-mlp.json").write_text("{}")
     (folder / "samples.png").symlink_to(outside / "precious.txt")  # a link netspec's name: the link goes
     with pytest.raises(SpecError, match="already holds a run"):
         prepare(spec(), tmp_path / "out")

@@ -32,8 +32,8 @@ FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 # is not netspec's to delete. Hidden ".NAME.*" files are atomic writes a kill interrupted.
 TOP = ["spec.yaml", "metrics.json", "trial.log", "trial.json", "samples.png", "events.out.tfevents.*",
        "sweep.yaml", "results.csv", "results.json", LOCK, ".spec.yaml.*", ".metrics.json.*",
-       ".trial.json.*", ".results.csv.*", ".results.json.*", ".sweep.yaml.*", "*.onnx", "*.onnx.data",
-       "*.safetensors"]
+       ".trial.json.*", ".results.csv.*", ".results.json.*", ".sweep.yaml.*",
+       "*.onnx", "*.onnx.data", "*.torchscript.pt", "*.safetensors"]  # `netspec export` writes these beside them
 INSIDE = {"checkpoints": ["*.pt", ".*.pt.*", ".*.pt.link"], "samples": ["*.png", ".*.png.*"]}
 
 
@@ -113,7 +113,7 @@ def folder_state(folder: Path) -> FolderState:
         elif p.is_dir() and _is_trial(p):  # a sweep's trial folders
             st.ours.append(p)
             st.checkpointed = True
-        elif p.is_file() and _match(p.name, TOP):
+        elif p.is_file() and (_match(p.name, TOP) or p.name == f"{folder.name}.json"):  # (export's sidecar)
             st.ours.append(p)
         else:
             st.foreign.append(p)
