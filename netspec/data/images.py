@@ -27,7 +27,8 @@ _VERSION = "1"  # bump when decoding changes, so old caches are not read
 
 class BadImage(Exception):
     def __init__(self, path, why: str):
-        super().__init__(f"{path}: not a readable PNG or JPEG image ({why}); fix or remove the file")
+        self.path, self.why = path, f"not a readable image ({why}); PNG and JPEG files are read: fix or remove it"
+        super().__init__(f"{path}: {self.why}")
 
 
 def read_image(path, shape) -> np.ndarray:

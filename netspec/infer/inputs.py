@@ -106,7 +106,7 @@ def images(files: list[Path], spec, value_range=None) -> np.ndarray:
     """Images -> [N, C, H, W] float32 in the training data's range (0-1 without one): grey
     for one channel, RGB for three, resized to the model's height and width."""
     try:
-        from PIL import Image, UnidentifiedImageError
+        import PIL  # noqa: F401
     except ImportError:
         fail(files[0], "reading images needs Pillow: pip install pillow")
     shape = tuple(spec.model.input_shape) if spec.kind == "network" else ()
@@ -116,15 +116,13 @@ def images(files: list[Path], spec, value_range=None) -> np.ndarray:
         fail(files[0], f"this model reads samples of shape {list(shape)}, not images ([1 or 3, height, width])")
     c, h, w = shape
     lo, hi = value_range if value_range is not None else (0.0, 1.0)
+    from ..data.images import BadImage, read_image  # decoded and resized exactly as image_folder trains
     out = np.empty((len(files), c, h, w), dtype=np.float32)
     for i, f in enumerate(files):
         try:
-            with Image.open(f) as im:
-                im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.Resampling.LANCZOS)
-                px = np.asarray(im, dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            fail(f, f"not a readable image: {str(e).splitlines()[0][:200]}")
-        px = px[None] if c == 1 else px.transpose(2, 0, 1)
+            px = read_image(f, shape).astype(np.float32) / 255.0
+        except BadImage as e:
+            fail(f, e.why)
         out[i] = lo + px * (hi - lo)
     return out
 
