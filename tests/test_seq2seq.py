@@ -99,7 +99,7 @@ def test_linear_bridge_between_different_cells_and_sizes():
 def test_shared_vocabulary_ties_the_embeddings():
     spec = load(extra="vocab: {shared: true}")
     model = netspec.build(spec)
-    assert model["encoder"].embedding_1 is model["decoder"].head.embedding_1
+    assert model["encoder"].embedding_1 is model["decoder"].embedding_1
     rep = report(spec)
     assert rep["parameters"] == sum(p.numel() for p in model.parameters())  # counted once
     text = SPEC.format(enc="lstm: 16", dec="lstm: 16", extra="vocab: {shared: true}")

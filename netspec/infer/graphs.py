@@ -74,7 +74,7 @@ class Sampler(nn.Module):
 def _state_shape(decoder) -> tuple[int, int, bool] | None:
     """(layers, hidden size, is LSTM) of the decoder's recurrent layer."""
     from ..compiler import Recurrent
-    for m in decoder.head.modules():
+    for m in decoder.modules():  # the only recurrent layer is the one before attention
         if isinstance(m, Recurrent):
             return m.rnn.num_layers, m.rnn.hidden_size, m.rnn.mode == "LSTM"
     return None

@@ -30,6 +30,7 @@ from ..compiler import Compiled, Recurrent, Row, check_size, compile_network, ma
 from ..errors import RunError, SpecError
 from ..spec import layers as L
 from .base import Kind
+from .seq2seq_nets import Attention, Bridge, Decoder, tail_names
 
 PAD_ID, GO_ID, EOS_ID, UNK_ID = 0, 1, 2, 3  # the order of text.SEQ2SEQ_SPECIALS
 RECURRENT = {"rnn", "lstm", "gru"}
@@ -50,104 +51,7 @@ def ids(seqs: list[list[str]], vocab: list[str], frame: bool = False) -> torch.T
     return out
 
 
-# --- the networks ---
-class Attention(nn.Module):
-    """Scores every encoder output against the decoder's output at each step; returns their
-    softmax-weighted sum (the context) and the weights. Padding gets no weight."""
-
-    def __init__(self, kind: str, query: int, key: int, hidden: int | None = None):
-        super().__init__()
-        self.kind = kind
-        if kind == "general":
-            self.w = nn.Linear(key, query, bias=False)
-        elif kind == "additive":
-            hidden = hidden or query
-            self.wq, self.wk = nn.Linear(query, hidden, bias=False), nn.Linear(key, hidden)
-            self.v = nn.Linear(hidden, 1, bias=False)
-
-    def forward(self, q, keys, mask):  # q [B, T, H], keys [B, S, D], mask [B, S] (True: a real token)
-        if self.kind == "dot":
-            scores = q @ keys.transpose(1, 2)
-        elif self.kind == "general":
-            scores = q @ self.w(keys).transpose(1, 2)
-        else:
-            scores = self.v(torch.tanh(self.wq(q)[:, :, None] + self.wk(keys)[:, None])).squeeze(-1)
-        weights = torch.softmax(scores.masked_fill(~mask[:, None, :], float("-inf")), -1)
-        return weights @ keys, weights
-
-    def extra_repr(self):
-        return self.kind
-
-
-class Bridge(nn.Module):
-    """The encoder's final state -> the decoder's first state.
-
-    copy: layer for layer (a bidirectional encoder's two directions side by side);
-    linear: h0 = tanh(W [every encoder layer's final h]), c0 likewise without tanh when
-    both are LSTMs (else zeros); zeros: the decoder starts from nothing (attention only)."""
-
-    def __init__(self, mode: str, enc_layers: int, enc_size: int, enc_lstm: bool,
-                 dec_layers: int, dec_size: int, dec_lstm: bool):
-        super().__init__()
-        self.mode, self.dec_layers, self.dec_size, self.dec_lstm = mode, dec_layers, dec_size, dec_lstm
-        self.enc_layers = enc_layers
-        if mode == "linear":
-            self.h = nn.Linear(enc_layers * enc_size, dec_layers * dec_size)
-            self.c = nn.Linear(enc_layers * enc_size, dec_layers * dec_size) if enc_lstm and dec_lstm else None
-
-    def _by_layer(self, s):  # [layers*dirs, B, H] -> [layers, B, dirs*H]
-        dirs = s.shape[0] // self.enc_layers
-        return s.view(self.enc_layers, dirs, *s.shape[1:]).permute(0, 2, 1, 3).reshape(
-            self.enc_layers, s.shape[1], dirs * s.shape[2])
-
-    def _project(self, lin, s, squash):
-        flat = s.permute(1, 0, 2).reshape(s.shape[1], -1)
-        out = lin(flat)
-        out = torch.tanh(out) if squash else out
-        return out.view(-1, self.dec_layers, self.dec_size).permute(1, 0, 2).contiguous()
-
-    def forward(self, state):
-        if self.mode == "zeros":
-            return None
-        h, c = state if isinstance(state, tuple) else (state, None)
-        h = self._by_layer(h)
-        c = self._by_layer(c) if c is not None else None
-        if self.mode == "copy":
-            h0 = h.contiguous()
-            c0 = c.contiguous() if c is not None else torch.zeros_like(h0)
-        else:
-            h0 = self._project(self.h, h, True)
-            c0 = self._project(self.c, c, False) if self.c is not None else torch.zeros_like(h0)
-        return (h0, c0) if self.dec_lstm else h0
-
-    def extra_repr(self):
-        return self.mode
-
-
-class Decoder(nn.Module):
-    """embedding -> recurrent (from a given state) -> [attention] -> layers -> projection.
-    Runs a whole teacher-forced sequence at once, or one step at a time."""
-
-    def __init__(self, head: nn.Module, attention: Attention | None, tail: nn.Module | None,
-                 projection: nn.Linear, bridge: Bridge):
-        super().__init__()
-        self.bridge, self.head, self.attention, self.tail, self.projection = bridge, head, attention, tail, projection
-
-    def forward(self, tokens, state, memory):
-        keys, mask = memory
-        x = tokens
-        for m in self.head._modules.values():
-            if isinstance(m, Recurrent):
-                x, state = m.steps(x, None, state)
-            else:
-                x = m(x)
-        if self.attention is not None:
-            x = torch.cat([x, self.attention(x, keys, mask)[0]], -1)
-        if self.tail is not None:
-            x = self.tail(x)
-        return self.projection(x), state
-
-
+# --- the networks: Attention, Bridge and Decoder are in seq2seq_nets.py ---
 def encode(encoder: nn.Module, src):
     """Outputs [B, S, D], the last recurrent layer's final state, and the mask of real tokens."""
     lengths = (src != PAD_ID).sum(1).clamp_min(1)
@@ -275,17 +179,18 @@ def compile(spec, ctx: dict) -> dict[str, Compiled]:
         projection = nn.Linear(width, tv)
     rows = [_row("bridge", f"bridge ({mode})", [dec_rnn.num_layers, dec_rnn.hidden_size], bridge)]
     rows += head.rows
+    head_mods = list(head.module._modules.items())
     if spec.vocab.shared:  # one table, counted once (in the encoder)
-        head.module._modules["embedding_1"] = enc.module._modules["embedding_1"]
+        head_mods = [(n, enc.module._modules["embedding_1"] if n == "embedding_1" else m) for n, m in head_mods]
         rows = [Row(x.name, x.type, x.output_shape, 0, 0) if x.name == "embedding_1" else x for x in rows]
     if attention is not None:
         rows.append(_row("attention", f"attention ({att.type})", [T, H + D], attention))
+    renamed = tail_names(spec.decoder.layers[:r + 1], spec.decoder.layers[r + 1:])
+    tail_mods = [(renamed[n], m) for n, m in tail.module._modules.items()] if tail is not None else []
     if tail is not None:
-        names = {x.name for x in rows}
-        rows += [Row(("tail." if x.name in names else "") + x.name, x.type, x.output_shape, x.parameters,
-                     x.trainable) for x in tail.rows]
+        rows += [Row(renamed[x.name], x.type, x.output_shape, x.parameters, x.trainable) for x in tail.rows]
     rows.append(_row("projection", "linear", [T, tv], projection))
-    decoder = Decoder(head.module, attention, tail.module if tail else None, projection, bridge)
+    decoder = Decoder(head_mods, attention, tail_mods, projection, bridge, renamed)
     dec = Compiled(decoder, rows, (T,), (T, tv), head.inits + (tail.inits if tail else []))
     for name, c in (("encoder", enc), ("decoder", dec)):
         check_size(spec, c, (name,), problems)
