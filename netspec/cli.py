@@ -78,6 +78,8 @@ def build(spec_file, overrides, as_json):
         click.echo(json.dumps(rep, indent=2))
     else:
         click.echo(format_summary(rep, f"{spec.name} ({spec.kind})"))
+        for note in rep.get("notes", []):
+            click.echo(f"note: {note}")
 
 
 @main.command()

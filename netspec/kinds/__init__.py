@@ -35,10 +35,17 @@ def compile_spec(spec, **ctx) -> dict[str, Compiled]:
 
 
 def report(spec, **ctx) -> dict:
-    """The contract's JSON summary of a spec."""
+    """The contract's JSON summary of a spec, plus `notes`: remarks on a valid spec (an
+    unbounded GAN generator), when a kind has any."""
     nets = compile_spec(spec, **ctx)
-    if spec.kind == "network":
-        return nets["model"].report()
+    out = nets["model"].report() if spec.kind == "network" else _networks(spec, nets)
+    notes = getattr(kind(spec.kind), "notes", lambda spec, nets: [])(spec, nets)
+    if notes:
+        out["notes"] = notes
+    return out
+
+
+def _networks(spec, nets: dict) -> dict:
     out = {"kind": spec.kind,
            "parameters": sum(c.parameters for c in nets.values()),
            "trainable_parameters": sum(c.trainable for c in nets.values()),

@@ -17,7 +17,6 @@ import hashlib
 import math
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,8 +29,8 @@ from ..errors import Problem, RunError, SpecError, suggest
 from ..spec import layers as L
 from . import compile_spec
 from .base import Kind
+from .scale import Scale, output_range
 
-BOUNDED = {"tanh": (-1.0, 1.0), "sigmoid": (0.0, 1.0)}  # generator output ranges the data is scaled to
 EVAL_SAMPLES = 1000  # generated samples scored by the quality classifier each epoch
 COLLAPSE_EPOCHS = 3  # epochs of a discriminator at its loss floor before warning
 TAGS = ["train/d_loss", "train/g_loss", "train/d_real", "train/d_fake"]
@@ -213,33 +212,17 @@ def g_step(gan: Gan, losses: Losses, fake, labels, engine):
     return loss.item()
 
 
-# --- data scaling: real samples into the generator's output range ---
-@dataclass
-class Scale:
-    """Real data is mapped linearly from its range [low, high] onto the generator's output
-    range (tanh: [-1, 1], sigmoid: [0, 1]; unbounded: unchanged), so both live in one space."""
-    low: float
-    high: float
-    a: float | None = None
-    b: float | None = None
-
-    @classmethod
-    def of(cls, last_type: str, x: torch.Tensor) -> Scale:
-        lo, hi = float(x.min()), float(x.max())
-        if hi <= lo:
-            hi = lo + 1.0
-        a, b = BOUNDED.get(last_type, (None, None))
-        return cls(lo, hi, a, b)
-
-    def to_gen(self, x):
-        return x if self.a is None else self.a + (x - self.low) / (self.high - self.low) * (self.b - self.a)
-
-    def to_data(self, v):
-        return v if self.a is None else self.low + (v - self.a) / (self.b - self.a) * (self.high - self.low)
-
-    def pixels(self, v):
-        """Generator output -> [0, 1] for display."""
-        return ((self.to_data(v) - self.low) / (self.high - self.low)).clamp(0, 1)
+# --- data scaling (kinds/scale.py) and what build notes about it ---
+def notes(spec, nets: dict) -> list[str]:
+    """What `netspec build` says beside the summary: an unbounded generator, whose samples
+    the data is not scaled to (a spec may mean it, so it is a note, not an error)."""
+    gen = nets["generator"]
+    if output_range(gen) is not None:
+        return []
+    return [f"the generator's output is unbounded (it ends in generator.{gen.rows[-1].name}, with no tanh or "
+            "sigmoid before it but reshape/flatten/dropout-like layers), so real samples are used unscaled, "
+            "in their own range; end the generator with tanh or sigmoid to have the data scaled to "
+            "[-1, 1] or [0, 1]"]
 
 
 # --- images: a grid of samples, as a TensorBoard image and a PNG file ---
@@ -479,7 +462,7 @@ class GAN(Kind):
         self.gan = gan = Gan(materialize(nets["generator"]), materialize(nets["discriminator"]), spec.latent,
                              g.classes if g.conditional else None).to(device)
         self.nets = {"generator": gan.generator, "discriminator": gan.discriminator}
-        self.scale = scale = Scale.of(nets["generator"].rows[-1].type, x)
+        self.scale = scale = Scale.of(nets["generator"], x)
         self.x = scale.to_gen(x).to(device)
         self.y = y.to(device) if y is not None else None
         self.size = len(x)
