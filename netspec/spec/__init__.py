@@ -21,7 +21,7 @@ KINDS["gan"] = GanSpec
 KINDS["seq2seq"] = Seq2SeqSpec
 
 __all__ = ["load", "validate", "Spec", "BaseSpec", "NetworkSpec", "KINDS", "apply_set",
-           "parse_set", "get_path", "set_path", "SpecError"]
+           "parse_set", "get_path", "set_path", "split_path", "SpecError"]
 
 Spec = BaseSpec
 
@@ -261,8 +261,41 @@ def _problems(e: ValidationError, source: Source, root: type) -> list[Problem]:
 
 
 # --- paths: the sweep/--set syntax, dotted keys into the spec as written ---
+class Quoted(str):
+    """A path segment written in quotes: a key as is (dots and digits included)."""
+
+
+def split_path(path: str) -> list:
+    """'a.0."b.c"' -> ['a', 0, Quoted('b.c')]: segments are separated by dots, a segment
+    of digits is a list index, and a segment in double or single quotes is a key as is
+    (as in TOML's dotted keys), for keys that hold dots, such as sweep.grid's."""
+    parts, i, n = [], 0, len(path)
+    while i <= n:
+        if i < n and path[i] in "\"'":
+            end = path.find(path[i], i + 1)
+            if end < 0:
+                raise KeyError(f"'{path}': the quote at character {i + 1} is not closed")
+            parts.append(Quoted(path[i + 1:end]))
+            i = end + 1
+            if i < n and path[i] != ".":
+                raise KeyError(f"'{path}': a quoted key must be followed by '.' or the end, "
+                               f"not {path[i]!r}")
+            i += 1
+            if i == n:
+                raise KeyError(f"'{path}' ends with '.'")
+            continue
+        end = path.find(".", i)
+        end = n if end < 0 else end
+        seg = path[i:end]
+        if any(q in seg for q in "\"'"):
+            raise KeyError(f"'{path}': quote a whole segment between dots, e.g. sweep.grid.\"optimizer.adam.lr\"")
+        parts.append(int(seg) if seg.lstrip("-").isdigit() else seg)
+        i = end + 1
+    return parts
+
+
 def _split(path: str) -> list:
-    return [int(p) if p.lstrip("-").isdigit() else p for p in path.split(".")]
+    return split_path(path)
 
 
 def get_path(data: Any, path: str) -> Any:
@@ -272,15 +305,26 @@ def get_path(data: Any, path: str) -> Any:
     return node
 
 
+PATH_KEYED = (("sweep", "grid"), ("sweep", "random", "params"))  # mappings whose keys are paths
+
+
 def set_path(data: dict, path: str, value: Any) -> tuple:
     """Set `value` at `path` in raw spec data; returns the written path tuple.
 
     A component written in shorthand (`- linear: 64`, `- relu`) is expanded to its mapping
     form when the path goes inside it. Raises KeyError/IndexError/TypeError with a message.
     """
-    parts = _split(path)
-    if not path or any(p == "" for p in parts):
+    parts = _split(path) if path else []
+    if not path or any(p == "" and not isinstance(p, Quoted) for p in parts):
         raise KeyError(f"'{path}' is not a dotted path")
+    for keyed in PATH_KEYED:
+        k = len(keyed)
+        if (tuple(parts[:k]) == keyed and len(parts) > k + 1 and not isinstance(parts[k], Quoted)
+                and parts[k] not in (_lookup(data, keyed) or {})):
+            written = ".".join(str(p) for p in parts[k:])
+            raise KeyError(f"the keys of {'.'.join(keyed)} are spec paths, which hold dots: quote the key, "
+                           f"as in {'.'.join(keyed)}.\"{written}\"=VALUE (on a shell, wrap the whole "
+                           f"PATH=VALUE in single quotes)")
     node, done = data, []
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
@@ -292,8 +336,7 @@ def set_path(data: dict, path: str, value: Any) -> tuple:
             if isinstance(node[part], str) and not last and parts[i + 1] == node[part]:
                 node[part] = {node[part]: None}  # bare name -> mapping
         elif isinstance(node, dict):
-            if isinstance(part, int):
-                part = str(part)
+            part = str(part)  # an index as a key ('3'), and a Quoted key, are plain keys from here on
             if not last and part not in node:
                 node[part] = {}
             elif not last and isinstance(node[part], str) and parts[i + 1] == node[part]:
@@ -317,6 +360,12 @@ def set_path(data: dict, path: str, value: Any) -> tuple:
     return tuple(done)
 
 
+def _lookup(data: Any, keys: tuple):
+    for k in keys:
+        data = data.get(k) if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else None
+
+
 def _component(tag: str):
     for table in REGISTRY.values():
         if tag in table:
@@ -325,11 +374,13 @@ def _component(tag: str):
 
 
 def parse_set(item: str) -> tuple[str, Any]:
-    """'train.epochs=2' -> ('train.epochs', 2); the value is read as YAML."""
-    if "=" not in item:
+    """'train.epochs=2' -> ('train.epochs', 2); the value is read as YAML. The '=' that
+    ends PATH is the first one outside quotes (`sweep.grid."a=b"=[1, 2]`)."""
+    cut = _first_equals(item)
+    if cut is None:
         raise SpecError([Problem("", f"--set expects PATH=VALUE (e.g. train.epochs=2), got '{item}'",
                                  "--set")])
-    path, text = item.split("=", 1)
+    path, text = item[:cut], item[cut + 1:]
     try:
         src = parse(f"v: {text}" if text.strip() else "v: null", f"--set {item}")
     except SpecError as e:
@@ -339,6 +390,18 @@ def parse_set(item: str) -> tuple[str, Any]:
         raise SpecError([Problem(path.strip(), f"VALUE {shown} is not valid YAML: {msg}{fix}",
                                  "--set")]) from None
     return path.strip(), src.data["v"]
+
+
+def _first_equals(item: str) -> int | None:
+    quote = None
+    for i, c in enumerate(item):
+        if quote:
+            quote = None if c == quote else quote
+        elif c in "\"'":
+            quote = c
+        elif c == "=":
+            return i
+    return item.find("=") if quote and "=" in item else None  # an unclosed quote: the path says so
 
 
 def apply_set(source: Source, item: str) -> None:

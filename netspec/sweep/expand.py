@@ -129,9 +129,14 @@ def resolves(spec, path: str) -> bool:
     or a component by its name; defaults count, so `train.clip_grad_norm` resolves unwritten."""
     from pydantic import BaseModel
 
+    from ..spec import split_path
     from ..spec.base import Component
     node = spec
-    for part in (int(p) if p.lstrip("-").isdigit() else p for p in path.split(".")):
+    try:
+        parts = split_path(path)
+    except KeyError:
+        return False
+    for part in parts:
         if isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
             node = node[part]
         elif isinstance(node, Component) and part == node.type:
