@@ -45,6 +45,29 @@ def handled(fn):
     return wrapper
 
 
+# Option names, one scheme for every command: --out DIR names a folder (train's run folders),
+# -o/--output FILE names a file (predict's predictions, sample's image or array, export's model).
+OUTPUT_FILE = click.option("-o", "--output", default=None, metavar="FILE",
+                           help="File to write: .png (an image grid) or .npy (an array).")
+
+
+def deprecated(old: str, name: str):
+    """An old spelling kept working, hidden from --help; its value arrives as `name`, to be
+    merged with the new option by `renamed`."""
+    return click.option(old, name, default=None, hidden=True, help="Deprecated.")
+
+
+def renamed(new_value, old_value, old: str, new: str):
+    """The value of an option given by its new or its deprecated spelling (with a warning)."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise click.UsageError(f"give {new} only, not also {old} (its deprecated spelling)")
+    click.echo(f"warning: {old} is deprecated here; use {new} (--out names folders, as in "
+               "train --out DIR)", err=True)
+    return old_value
+
+
 SET = click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
                    help="Override one value (dotted path, YAML value), e.g. --set train.epochs=2. Repeatable.")
 
@@ -92,7 +115,7 @@ def schema():
 @main.command()
 @click.argument("spec_file", metavar="SPEC")
 @SET
-@click.option("--out", default="runs", show_default=True, help="Folder that holds the run folders.")
+@click.option("--out", default="runs", show_default=True, metavar="DIR", help="Folder that holds the run folders.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/<name>/ "
                                              "(a sweep: skip finished trials, resume the rest).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
@@ -140,7 +163,7 @@ def train(spec_file, overrides, out, resume, overwrite, workers, executor, nproc
 
 
 @main.command()
-@click.argument("run_dir")
+@click.argument("run_dir", metavar="RUN")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default=None,
               help="Split to evaluate  [default: test; val where the data has no test split. A GAN reports "
                    "the quality of its samples, plus D's view of the split's real samples]")
@@ -156,10 +179,10 @@ def evaluate(run_dir, split, checkpoint, overrides):
 
 
 @main.command()
-@click.argument("run_dir")
+@click.argument("run_dir", metavar="RUN")
 @click.argument("inputs", required=False)
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
-@click.option("--output", "-o", default="-", help="Where to write predictions (default stdout).")
+@click.option("-o", "--output", default="-", metavar="FILE", help="File for the predictions (default: stdout).")
 @handled
 def predict(run_dir, inputs, checkpoint, output):
     """Run a trained checkpoint on INPUTS and write one JSON line per sample: .npz (key x),
@@ -188,20 +211,23 @@ def export(run_dir, fmt, output, checkpoint):
 
 
 @main.command()
-@click.argument("run_dir")
-@click.option("--n", default=None, type=click.IntRange(1),
+@click.argument("run_dir", metavar="RUN")
+@click.option("-n", "--n", "n", default=None, type=click.IntRange(1),
               help="How many samples  [default: 64 images for a GAN, 1 text for a language model]")
-@click.option("--out", "out_file", default=None, help="GAN: PNG file for the image grid.")
+@OUTPUT_FILE
+@deprecated("--out", "old_out")
 @click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--prime", default="", help="Language model: text to start from.")
 @click.option("--length", default=200, show_default=True, type=click.IntRange(1))
 @click.option("--label", type=int, default=None, help="Conditional GAN: the class to generate.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @handled
-def sample(run_dir, n, out_file, temperature, prime, length, label, seed):
-    """Generate from a trained run: a GAN's image grid, or a language model's text."""
+def sample(run_dir, n, output, old_out, temperature, prime, length, label, seed):
+    """Generate from a trained run: a GAN's samples (-o grid.png, or an array -o x.npy;
+    default RUN/samples.png), or a language model's text (printed)."""
+    output = renamed(output, old_out, "--out", "-o/--output FILE")
     from .infer.commands import sample_run
-    sample_run(run_dir, n=n, out=out_file, temperature=temperature, prime=prime, length=length,
+    sample_run(run_dir, n=n, out=output, temperature=temperature, prime=prime, length=length,
                label=label, seed=seed)
 
 

@@ -89,12 +89,29 @@ def test_build_notes_an_unbounded_generator(write_spec, env):  # noqa: F811
     assert "notes" not in json.loads(run_cli("build", "specs/digits_dcgan.yaml", "--json", env=env).stdout)
 
 
-def test_samples_of_a_tanh_then_reshape_generator_are_in_the_data_range(tmp_path, env):  # noqa: F811
-    """The issue's case: digits in [0, 1], a generator ending tanh -> reshape; samples used
-    to come back in [-0.91, 1.0] because the data was left unscaled."""
+@pytest.fixture(scope="module")
+def tanh_reshape_run(tmp_path_factory, env):  # noqa: F811
+    """The issue's generator (linear -> tanh -> reshape) trained one epoch on the digits."""
     spec = spec_of(["linear: 64", "tanh", "reshape: [1, 8, 8]"])
-    result = netspec.train(spec, out=tmp_path, progress=False)
-    x = np.load(sample_run(result.folder, n=200, out=tmp_path / "x.npy"))
+    return netspec.train(spec, out=tmp_path_factory.mktemp("runs"), progress=False).folder
+
+
+def test_samples_of_a_tanh_then_reshape_generator_are_in_the_data_range(tanh_reshape_run, tmp_path):
+    """Digits in [0, 1]; samples used to come back in [-0.91, 1.0] because the data was
+    left unscaled."""
+    x = np.load(sample_run(tanh_reshape_run, n=200, out=tmp_path / "x.npy"))
     assert x.shape == (200, 1, 8, 8)
     assert 0.0 <= x.min() and x.max() <= 1.0
     assert x.max() - x.min() > 0.5  # spread over the data's range, not stuck
+
+
+def test_sample_takes_n_and_output_and_the_old_out_with_a_warning(tanh_reshape_run, tmp_path, env):  # noqa: F811
+    r = run_cli("sample", tanh_reshape_run, "-n", 7, "-o", tmp_path / "a.npy", env=env)
+    assert r.returncode == 0, r.stderr
+    assert np.load(tmp_path / "a.npy").shape == (7, 1, 8, 8) and "warning" not in r.stderr
+    r = run_cli("sample", tanh_reshape_run, "--n", 5, "--out", tmp_path / "b.npy", env=env)
+    assert r.returncode == 0, r.stderr
+    assert np.load(tmp_path / "b.npy").shape == (5, 1, 8, 8)
+    assert "warning: --out is deprecated here; use -o/--output FILE" in r.stderr
+    r = run_cli("sample", tanh_reshape_run, "--out", tmp_path / "c.npy", "-o", tmp_path / "d.npy", env=env)
+    assert r.returncode == 2 and "give -o/--output FILE only" in r.stderr
