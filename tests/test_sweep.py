@@ -238,13 +238,10 @@ sweep:
         assert not [p for p in folder.rglob("*tfevents*") if p.parent != folder]  # no extra runs
         hp = _hparams(folder)
         plugin = hp["plugin"]
-        assert set(plugin) == {"_hparams_/experiment", "_hparams_/session_start_info",
-                               "_hparams_/session_end_info"}
-        exp = plugin["_hparams_/experiment"].experiment
-        infos = {h.name: [v.number_value for v in h.domain_discrete.values] for h in exp.hparam_infos}
-        assert infos == {"optimizer.sgd.lr": [0.2, 0.05, 0.01, 1e12], "model.layers.1.linear": [16.0]}
-        metric_tags = {m.name.tag for m in exp.metric_infos}
-        assert "val/accuracy" in metric_tags and "val/loss" in metric_tags and "train/loss" in metric_tags
+        # no experiment summary: TensorBoard would take one trial's columns for every sweep in
+        # the log folder (test_hparams_tensorboard.py checks the tab through TensorBoard itself)
+        assert set(plugin) == {"_hparams_/session_start_info", "_hparams_/session_end_info"}
+        metric_tags = {"val/accuracy", "val/loss", "train/loss"}
         start = plugin["_hparams_/session_start_info"].session_start_info
         assert start.hparams["optimizer.sgd.lr"].number_value == float(row["optimizer.sgd.lr"])
         end = plugin["_hparams_/session_end_info"].session_end_info.status
@@ -252,8 +249,9 @@ sweep:
             assert end == 1  # STATUS_SUCCESS
             assert metric_tags <= hp["scalars"]  # metric tags are the logged scalar tags
             metrics = json.loads((folder / "metrics.json").read_text())
-            last = hp["ea"].Scalars("val/accuracy")[-1].value
-            assert abs(last - metrics["val/accuracy"]) < 1e-6 and metrics["epochs"] == 2
+            for tag in metric_tags:  # the last value of each tag is the final metric (HParams shows it)
+                assert hp["ea"].Scalars(tag)[-1].value == pytest.approx(metrics[tag], rel=1e-6)
+            assert metrics["epochs"] == 2
         else:
             assert end == 2  # STATUS_FAILURE
             assert not (folder / "metrics.json").exists()

@@ -4,7 +4,9 @@ A crash, a NaN or a SIGKILL ends that trial only; `finish` reads what it left be
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -127,26 +129,80 @@ def finish(job: dict, code: int, seconds: float) -> dict:
     else:
         out.update(status="failed", error=_last_error(folder / "trial.log") or f"exit code {code}")
     if out["status"] != "interrupted":
-        write_hparams(folder, job["hparams"], out["status"])
+        write_hparams(folder, job["hparams"], out["status"], out["metrics"])
     return out
 
-def write_hparams(folder: Path, info: dict, status: str) -> None:
-    """The three HParams summaries (experiment, session start, session end) into the trial's
-    run folder, through that folder's own writer: not add_hparams, which would open a
-    separate run per call (pytorch issue 32651) and give two HParams rows per trial."""
+def write_hparams(folder: Path, info: dict, status: str, metrics: dict | None = None) -> None:
+    """The trial's HParams row, into its own run folder through that folder's own writer
+    (not add_hparams, which opens a separate run per call, pytorch issue 32651).
+
+    Only the session summaries (its settings, then its status) are written, never an
+    experiment summary: TensorBoard shows the columns of the first experiment summary it
+    finds, so trials of another sweep in the same log folder would show empty settings.
+    Without one it gathers every session's own settings. HParams shows the last value of
+    each tag; where that differs from the final metric of metrics.json and results.csv
+    (train/loss: the last logged step's value, where the results hold the last epoch's
+    mean), the final metric is written at the last step, so both report one definition."""
     from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
-    exp, ssi, sei = hparams(info["values"], {t: 0.0 for t in info["metrics"]}, info["domains"])
+    _, ssi, sei = hparams(info["values"], {}, info["domains"])
     if status != DONE:
         value = sei.value[0]
         data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
         data.session_end_info.status = api_pb2.Status.Value("STATUS_FAILURE")
         value.metadata.plugin_data.content = data.SerializeToString()
+    before = set(Path(folder).glob("*tfevents*"))
     w = SummaryWriter(str(folder), filename_suffix=".hparams")
-    for s in (exp, ssi, sei):
+    for s in (ssi, sei):
         w.file_writer.add_summary(s)
+    metrics = metrics or {}
+    step = metrics.get("steps")
+    if isinstance(step, int):
+        logged = _last_logged(before, set(info["metrics"]))
+        for tag in info["metrics"]:
+            v = metrics.get(tag)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                continue
+            last = logged.get(tag)
+            if last is None or last[0] > step or not math.isclose(last[1], v, rel_tol=1e-6, abs_tol=1e-12):
+                w.add_scalar(tag, v, step)  # only where the curve ends elsewhere: no doubled points
     w.close()
+    for path in set(Path(folder).glob("*tfevents*")) - before:
+        _read_last(path)
+
+
+def _last_logged(files, tags: set) -> dict:
+    """{tag: (step, value)} of the highest step each scalar tag reached in these event files
+    (the later file wins a tie: a resumed run rewrites the steps after its checkpoint)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.util import tensor_util
+    out: dict = {}
+    for path in sorted(files, key=lambda p: p.name):
+        if path.name.endswith(".hparams"):
+            continue
+        for event in EventFileLoader(str(path)).Load():
+            for v in event.summary.value:
+                if v.tag not in tags:
+                    continue
+                value = v.simple_value if v.HasField("simple_value") else \
+                    float(tensor_util.make_ndarray(v.tensor).item()) if v.HasField("tensor") else None
+                if value is not None and (v.tag not in out or event.step >= out[v.tag][0]):
+                    out[v.tag] = (event.step, value)
+    return out
+
+
+def _read_last(path: Path) -> None:
+    """TensorBoard reads a run's event files in name order, and the name starts with the
+    second it was created: a trial that ended within the same second as its events file
+    began could have its HParams file read first, so its final values would not be last.
+    Renamed to start one second after the run's other event files."""
+    stamp = re.compile(r"events\.out\.tfevents\.(\d+)\.")
+    others = [int(m.group(1)) for p in path.parent.glob("*tfevents*") if p != path and (m := stamp.match(p.name))]
+    m = stamp.match(path.name)
+    if m and others and int(m.group(1)) <= max(others):
+        path.rename(path.with_name(stamp.sub(f"events.out.tfevents.{max(others) + 1}.", path.name, count=1)))
+
 
 def _last_error(log: Path) -> str | None:
     try:
