@@ -96,6 +96,16 @@ def test_image_folder_grey_and_workers_decode_the_same(shapes, write_spec):
         assert torch.equal(one.splits[k][0], two.splits[k][0])
 
 
+def test_image_folder_read_lazily_from_the_cache_matches_memory(shapes, write_spec):
+    src = f"{{image_folder: {shapes}}}"
+    _, mem = load(write_spec, src, "[3, 8, 8]", "  normalize: standard")
+    _, lazy = load(write_spec, src, "[3, 8, 8]", "  normalize: standard\n  in_memory: never")
+    assert isinstance(lazy.splits["train"][0], D.Lazy)
+    idx = torch.tensor([3, 0, 5])
+    for k in mem.splits:
+        torch.testing.assert_close(lazy.splits[k][0][idx], mem.splits[k][0][idx])
+
+
 def test_corrupt_image_is_named(shapes, write_spec):
     bad = shapes / "square" / "0003.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
