@@ -70,6 +70,13 @@ def renamed(new_value, old_value, old: str, new: str):
 
 SET = click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
                    help="Override one value (dotted path, YAML value), e.g. --set train.epochs=2. Repeatable.")
+SCALE = click.option("--scale", metavar="NAME", default=None,
+                     help="Size of a scaled family to use, one of the spec's model.scales "
+                          "(the same as --set model.scale=NAME).")
+
+
+def _with_scale(overrides, scale):
+    return (f"model.scale={scale}", *overrides) if scale else overrides
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,12 +95,13 @@ def main(debug):
 @main.command()
 @click.argument("spec_file", metavar="SPEC")
 @SET
+@SCALE
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @handled
-def build(spec_file, overrides, as_json):
+def build(spec_file, overrides, scale, as_json):
     """Validate SPEC, infer every shape and print a summary of the network."""
     from . import spec as S
-    spec = S.load(spec_file, overrides)
+    spec = S.load(spec_file, _with_scale(overrides, scale))
     from .compiler import format_summary
     from .kinds import report
     rep = report(spec)
@@ -115,6 +123,7 @@ def schema():
 @main.command()
 @click.argument("spec_file", metavar="SPEC")
 @SET
+@SCALE
 @click.option("--out", default="runs", show_default=True, metavar="DIR", help="Folder that holds the run folders.")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in OUT/<name>/ "
                                              "(a sweep: skip finished trials, resume the rest).")
@@ -129,12 +138,13 @@ def schema():
 @click.option("--dry-run", is_flag=True, help="Validate and list what would run, then stop.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handled
-def train(spec_file, overrides, out, resume, overwrite, workers, executor, nproc, dry_run, quiet):
+def train(spec_file, overrides, scale, out, resume, overwrite, workers, executor, nproc, dry_run, quiet):
     """Train SPEC; write TensorBoard logs, checkpoints, spec.yaml and metrics.json
     into OUT/<name>/ (a sweep: one folder per trial plus results.csv)."""
     if resume and overwrite:
         raise click.UsageError("--resume continues a run and --overwrite deletes it: pick one")
     from . import spec as S
+    overrides = _with_scale(overrides, scale)
     spec = S.load(spec_file, overrides)
     if spec.sweep is not None:
         if nproc > 1:

@@ -44,6 +44,18 @@ KNOWN_AS = {
     "leakyrelu": "leaky_relu", "swish": "silu", "categoricalcrossentropy": "cross_entropy",
     "sparsecategoricalcrossentropy": "cross_entropy", "crossentropyloss": "cross_entropy",
     "binarycrossentropy": "bce", "meansquarederror": "mse", "nllloss": "nll",
+    # global pools reduce a whole axis: never point them at a windowed pool (a different layer)
+    "globalaveragepooling1d": "global_avg_pool", "globalaveragepool1d": "global_avg_pool",
+    "globalaveragepooling2d": "global_avg_pool", "globalaveragepool2d": "global_avg_pool",
+    "globalaveragepool": "global_avg_pool", "globalavgpool1d": "global_avg_pool",
+    "globalavgpool2d": "global_avg_pool", "globalavgpooling1d": "global_avg_pool",
+    "globalmaxpooling1d": "global_max_pool", "globalmaxpooling2d": "global_max_pool",
+    "globalmaxpool1d": "global_max_pool", "globalmaxpool2d": "global_max_pool",
+    "multiheadattention": "multi_head_attention", "mha": "multi_head_attention",
+    "attention": "multi_head_attention", "transformerencoder": "transformer_encoder_layer",
+    "transformerblock": "transformer_encoder_layer", "transformerdecoder": "transformer_decoder_layer",
+    "positionalencoding": "position_embedding", "positionalembedding": "position_embedding",
+    "tokenandpositionembedding": "position_embedding", "sinusoidalpositionalencoding": "position_embedding",
 }
 
 
@@ -56,13 +68,12 @@ def suggest(word: str, choices) -> str:
     Case, '_' and other libraries' names for the same thing (Dense, MaxPooling2D) are seen through."""
     import difflib
     choices = sorted(set(map(str, choices)))
-    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    known = KNOWN_AS.get(_squash(str(word)))
+    # another library's name for a component is certain; spelling closeness is a guess
+    close = [known] if known in choices else difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
     if not close:
-        known = KNOWN_AS.get(_squash(str(word)))
         squashed = {_squash(c): c for c in choices}
-        if known in choices:
-            close = [known]
-        elif _squash(str(word)) in squashed:
+        if _squash(str(word)) in squashed:
             close = [squashed[_squash(str(word))]]
         else:
             close = [squashed[m] for m in difflib.get_close_matches(_squash(str(word)), squashed, n=1, cutoff=0.7)]

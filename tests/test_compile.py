@@ -100,6 +100,27 @@ CASES = {
     "concat_channels": ([2, 4, 4], "- conv2d: {out_channels: 3, kernel_size: 1}\n  name: c\n"
                                    "- concat: 1\n  inputs: [input, c]", [5, 4, 4]),
     "concat_dim_neg": ([2, 4, 4], "- concat: -2\n  inputs: [input, input]", [2, 8, 4]),
+    "identity": ([3, 4], "- identity", [3, 4]),
+    "multi_head_attention": ([6, 8], "- multi_head_attention: {num_heads: 2, causal: true}", [6, 8]),
+    "multi_head_attention_cross": ([6, 8], "- linear: 4\n  name: m\n- multi_head_attention: 2\n"
+                                           "  inputs: [input, m]", [6, 8]),
+    "transformer_encoder_layer": ([6, 8], "- transformer_encoder_layer: {nhead: 2, dim_feedforward: 16}", [6, 8]),
+    "transformer_decoder_layer": ([6, 8], "- linear: 8\n  name: m\n- transformer_decoder_layer: "
+                                          "{nhead: 2, dim_feedforward: 16, norm_first: true}\n  inputs: [input, m]",
+                                  [6, 8]),
+    "position_embedding": ([6, 8], "- position_embedding: {max_length: 10}", [6, 8]),
+    "position_embedding_sinusoidal": ([6, 8], "- position_embedding: sinusoidal", [6, 8]),
+    "permute": ([2, 3, 4], "- permute: [2, 0, 1]", [4, 2, 3]),
+    "transpose": ([2, 3, 4], "- transpose: [0, 2]", [4, 3, 2]),
+    "global_avg_pool_space": ([3, 4, 5], "- global_avg_pool", [3]),
+    "global_max_pool_space": ([3, 4], "- global_max_pool", [3]),
+    "global_avg_pool_time": ([7], "- embedding: {embedding_dim: 4, num_embeddings: 10}\n- global_avg_pool",
+                             [4], "  input_dtype: long\n"),
+    "global_max_pool_time": ([7], "- embedding: {embedding_dim: 4, num_embeddings: 10}\n- global_max_pool",
+                             [4], "  input_dtype: long\n"),
+    "conv1d_over_time": ([7], "- embedding: {embedding_dim: 4, num_embeddings: 10}\n"
+                              "- conv1d: {out_channels: 6, kernel_size: 3}\n- max_pool1d: 2\n- batch_norm",
+                         [2, 6], "  input_dtype: long\n"),
 }
 ACTIVATIONS = ["relu", "leaky_relu: 0.2", "elu", "gelu", "selu", "silu", "sigmoid", "tanh", "softmax",
                "log_softmax", "{softmax: {dim: 1}}"]

@@ -39,7 +39,8 @@ def layer_count(network, limit: int = MAX_LAYERS) -> int:
         for layer in layers:
             if getattr(layer, "type", None) == "block" and layer.use in blocks and layer.use not in stack:
                 if layer.use not in memo:
-                    memo[layer.use] = size(blocks[layer.use], stack | {layer.use})
+                    block = blocks[layer.use]  # a layer list, or a parameterised block
+                    memo[layer.use] = size(getattr(block, "layers", block), stack | {layer.use})
                 n += memo[layer.use] * layer.repeat
             else:
                 n += 1 + (getattr(layer, "activation", None) is not None)

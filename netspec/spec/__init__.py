@@ -230,11 +230,26 @@ def _best(group: list[dict]) -> tuple[dict, str | None]:
     return group[0], f"expected {text}, got {_got(group[0].get('input'))}"
 
 
-def _problems(e: ValidationError, source: Source, root: type) -> list[Problem]:
+def validate_layers(spec: BaseSpec, raw: list, path: tuple) -> tuple[list | None, list[Problem]]:
+    """Validate a layer list given as raw data (a parameterised block with one use's values
+    in place); problems point at `path` + the item's place in the file."""
+    from pydantic import TypeAdapter
+
+    from .root import Network
+    try:
+        return TypeAdapter(list[LayerSpec]).validate_python(raw), []  # noqa: F405
+    except ValidationError as e:
+        if spec.source is None:
+            return None, [Problem(dotted(path), str(e))]
+        return None, _problems(e, spec.source, Network, prefix=path)
+
+
+def _problems(e: ValidationError, source: Source, root: type, prefix: tuple = ()) -> list[Problem]:
     if not _SECTIONS:
         _SECTIONS.update(_sections())
     groups: dict[tuple, list[dict]] = {}
-    for err in e.errors():  # a value failing every member of a union errs once per member
+    errors = [{**err, "loc": prefix + tuple(err["loc"])} for err in e.errors()]
+    for err in errors:  # a value failing every member of a union errs once per member
         loc = tuple(err["loc"])
         cut = _members_cut(loc, source.data)[1]
         groups.setdefault(loc[:cut], []).append(err)
@@ -246,7 +261,7 @@ def _problems(e: ValidationError, source: Source, root: type) -> list[Problem]:
         path = _file_path(loc, source.data)
         if err["type"] == "missing" and any(
                 e["type"] == "extra_forbidden" and len(e["loc"]) == len(err["loc"]) and e["loc"][:-1] == err["loc"][:-1]
-                and suggest(e["loc"][-1], [loc[-1]]).startswith("; did you mean") for e in e.errors()):
+                and suggest(e["loc"][-1], [loc[-1]]).startswith("; did you mean") for e in errors):
             continue  # 'out_channels' is required: already said by "unknown key 'out_channel'; did you mean ..."
         msg = text or _message(err, loc, root)
         arg = loc[-1] if loc and isinstance(loc[-1], str) and loc[-1] not in path[-1:] else None
@@ -425,6 +440,8 @@ def written(obj: Any) -> Any:
     from pydantic import BaseModel
 
     from .base import Component
+    if hasattr(obj, "written_form"):  # a parameterised block: its layers as written ('$name' kept)
+        return obj.written_form()
     if isinstance(obj, Component):
         args = {k: written(v) for k, v in obj if k not in ("type", "name", "inputs") and v is not None}
         wiring = {k: v for k, v in (("name", getattr(obj, "name", None)),

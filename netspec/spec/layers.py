@@ -2,7 +2,7 @@
 sizes netspec infers (in_features, in_channels, input_size, num_features, ...)."""
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
@@ -237,6 +237,11 @@ class Upsample(Layer):
         return self
 
 
+class Identity(Layer):
+    """Passes its input on unchanged (e.g. the skip path of a residual block)."""
+    type: Literal["identity"] = "identity"
+
+
 class Flatten(Layer):
     type: Literal["flatten"] = "flatten"
 
@@ -312,6 +317,85 @@ class GRU(_Recurrent):
     type: Literal["gru"] = "gru"
 
 
+# --- attention, transformers and sequence plumbing. A sequence is [time, features]. ---
+class MultiHeadAttention(Weighted):
+    """Multi-head attention over [time, features] (embed_dim is the input's features).
+    One input: self-attention. Two inputs [query, memory]: cross-attention (keys and values
+    from the memory). Padding keys (token id 0 in the model input) are masked out; `causal`
+    lets each step see only earlier steps (a GPT-style decoder)."""
+    type: Literal["multi_head_attention"] = "multi_head_attention"
+    first = "num_heads"
+    num_heads: Size
+    dropout: Prob = 0.0
+    bias: bool = True
+    causal: bool = False
+
+
+class _Transformer(Layer):
+    """`activation` here is torch's: the feed-forward network's nonlinearity."""
+    first = "nhead"
+    init: InitSpec | None = None
+    nhead: Size
+    dim_feedforward: Size = 2048
+    dropout: Prob = 0.1
+    activation: Literal["relu", "gelu"] = "relu"
+    layer_norm_eps: Annotated[float, Field(gt=0)] = 1e-5
+    norm_first: bool = False
+    bias: bool = True
+
+
+class TransformerEncoderLayer(_Transformer):
+    """torch.nn.TransformerEncoderLayer over [time, features] (d_model is the input's
+    features): self-attention and a feed-forward network, each with a residual and a layer
+    norm (after, or before with norm_first: true). `causal: true` makes it a GPT-style block."""
+    type: Literal["transformer_encoder_layer"] = "transformer_encoder_layer"
+    causal: bool = False
+
+
+class TransformerDecoderLayer(_Transformer):
+    """torch.nn.TransformerDecoderLayer: inputs [target, memory]; causal self-attention over
+    the target, cross-attention to the memory (the encoder's output), feed-forward."""
+    type: Literal["transformer_decoder_layer"] = "transformer_decoder_layer"
+    causal: bool = True
+
+
+class PositionEmbedding(Layer):
+    """Adds a position vector to each step of [time, features]: `learned` (a trained table,
+    as GPT and Keras' TokenAndPositionEmbedding) or `sinusoidal` (fixed, as in Vaswani et al.).
+    max_length defaults to the input's time steps."""
+    type: Literal["position_embedding"] = "position_embedding"
+    first = "encoding"
+    encoding: Literal["learned", "sinusoidal"] = "learned"
+    max_length: Size | None = None
+
+
+class Permute(Layer):
+    """Reorders the sample's dimensions (numbered without the batch, as reshape's):
+    `permute: [1, 0]` turns [time, features] into [features, time]."""
+    type: Literal["permute"] = "permute"
+    first = "dims"
+    dims: Annotated[list[NonNeg], Field(min_length=2)]
+
+
+class Transpose(Layer):
+    """Swaps two of the sample's dimensions (numbered without the batch): `transpose: [0, 1]`."""
+    type: Literal["transpose"] = "transpose"
+    first = "dims"
+    dims: Annotated[list[NonNeg], Field(min_length=2, max_length=2)]
+
+
+class GlobalAvgPool(Layer):
+    """Mean over time of a sequence [time, features] -> [features] (padding steps left
+    out), or over space of [channels, ...] -> [channels]."""
+    type: Literal["global_avg_pool"] = "global_avg_pool"
+
+
+class GlobalMaxPool(Layer):
+    """Maximum over time of a sequence [time, features] -> [features] (padding steps left
+    out), or over space of [channels, ...] -> [channels]."""
+    type: Literal["global_max_pool"] = "global_max_pool"
+
+
 class Add(Layer):
     """Element-wise sum of its inputs (equal shapes)."""
     type: Literal["add"] = "add"
@@ -325,16 +409,29 @@ class Concat(Layer):
 
 
 class Block(Layer):
-    """Use a block from model.blocks, `repeat` times in a chain."""
+    """Use a block from model.blocks, `repeat` times in a chain. A block with params takes
+    values in `params` (every repetition) and `each` (one mapping per repetition, from the
+    first; e.g. `each: [{stride: 2}]` sets the stride of the first repetition only)."""
     type: Literal["block"] = "block"
     first = "use"
     use: str
     repeat: Size = 1
+    params: dict[str, Any] = {}
+    each: list[dict[str, Any]] = []
+
+    @model_validator(mode="after")
+    def _each_fits(self):
+        if len(self.each) > self.repeat:
+            raise ValueError(f"each has {len(self.each)} mappings but repeat is {self.repeat}; "
+                             "give at most one per repetition")
+        return self
 
 
 LAYER_CLASSES = ACTIVATIONS + [
     Linear, Conv1d, Conv2d, ConvTranspose2d, MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d,
     AdaptiveAvgPool2d, Upsample, Flatten, Reshape, Dropout, Dropout2d, BatchNorm, LayerNorm,
-    Embedding, RNN, LSTM, GRU, Add, Concat, Block,
+    Embedding, RNN, LSTM, GRU, Add, Concat, Block, MultiHeadAttention, TransformerEncoderLayer,
+    TransformerDecoderLayer, PositionEmbedding, Permute, Transpose, GlobalAvgPool, GlobalMaxPool,
+    Identity,
 ]
 LayerSpec = components("layer", "layer", LAYER_CLASSES, siblings=("name", "inputs"))

@@ -104,4 +104,31 @@ def json_schema() -> dict:
             used.add(k)
             todo |= _refs(defs[k], set())
     top["$defs"] = {k: defs[k] for k in sorted(used)}
+    _block_params(top["$defs"])
     return copy.deepcopy(top)
+
+
+PARAM_REF = {"type": "string", "pattern": r"^\$[A-Za-z_][A-Za-z0-9_]*$",
+             "description": "a parameter of the block, as '$name'"}
+
+
+def _block_params(defs: dict) -> None:
+    """Inside a parameterised block any layer argument may be a '$name' reference: its
+    layers get a copy of the layer forms where every argument also takes one."""
+    if "BlockDef" not in defs or "layer-component" not in defs:
+        return
+
+    def open_args(node):
+        if isinstance(node, dict):
+            out = {k: open_args(v) for k, v in node.items()}
+            if isinstance(node.get("properties"), dict):
+                out["properties"] = {k: {"anyOf": [open_args(v), {"$ref": "#/$defs/param-ref"}]}
+                                     for k, v in node["properties"].items()}
+            return out
+        if isinstance(node, list):
+            return [open_args(v) for v in node]
+        return node
+
+    defs["param-ref"] = PARAM_REF
+    defs["layer-component-in-block"] = open_args(defs["layer-component"])
+    defs["BlockDef"]["properties"]["layers"]["items"] = {"$ref": "#/$defs/layer-component-in-block"}
