@@ -424,7 +424,8 @@ def test_add_of_unequal_shapes(write_spec):
     ("{concat: 1, inputs: [a, c]}", "concat needs inputs of equal rank, got [3], [3, 2]"),
     ("{concat: -1, inputs: [c, d]}", "concat along dim -1 needs the other sizes equal, got [3, 2], [2, 3]"),
     ("{linear: 2, inputs: [a, b]}", "linear takes one input; merge several with add or concat first"),
-    ("{block: down, inputs: [a, b]}", "a block takes one input"),
+    ("{block: down, inputs: [a, b]}", "block 'down' takes one input, but this use gives 2 "
+                                      "(a block that declares `inputs: [x, y]` takes several)"),
 ])
 def test_merge_errors(layer, message):
     layers = ("    - {linear: 3, name: a}\n    - {linear: 4, name: b, inputs: input}\n"

@@ -211,9 +211,11 @@ class _Builder:
         names = list(getattr(definition, "inputs", None) or ["input"])
         in_shapes = [i[0] for i in ins]
         if len(in_shapes) != len(names):
-            raise Bad(f"block '{layer.use}' takes {len(names)} input{'s' if len(names) > 1 else ''} "
-                      f"({', '.join(names)}), but this use gives {len(in_shapes)}"
-                      + ("; declare more in its `inputs`" if len(names) == 1 else "; name them in `inputs: [...]`"))
+            if len(names) == 1:
+                raise Bad(f"block '{layer.use}' takes one input, but this use gives {len(in_shapes)} "
+                          "(a block that declares `inputs: [x, y]` takes several)")
+            raise Bad(f"block '{layer.use}' takes {len(names)} inputs ({', '.join(names)}), "
+                      f"but this use gives {len(in_shapes)}; name them in `inputs: [...]`")
         if len(names) > 1 and layer.repeat > 1:
             raise Bad("a block with several inputs cannot repeat (each copy would get only the "
                       "previous copy's output)")
