@@ -38,7 +38,7 @@ KNOWN_AS = {
     "simplernn": "rnn", "upsampling1d": "upsample", "upsampling2d": "upsample",
     "batchnormalization": "batch_norm", "layernormalization": "layer_norm", "concatenate": "concat", "maxpooling1d": "max_pool1d",
     "maxpooling2d": "max_pool2d", "averagepooling1d": "avg_pool1d", "averagepooling2d": "avg_pool2d",
-    "avgpooling2d": "avg_pool2d", "globalaveragepooling2d": "adaptive_avg_pool2d",
+    "avgpooling2d": "avg_pool2d",
     "batchnorm1d": "batch_norm", "batchnorm2d": "batch_norm", "spatialdropout2d": "dropout2d",
     "conv2dtranspose": "conv_transpose2d", "deconv2d": "conv_transpose2d", "logsoftmax": "log_softmax",
     "leakyrelu": "leaky_relu", "swish": "silu", "categoricalcrossentropy": "cross_entropy",

@@ -76,14 +76,14 @@ def layer_graph(model, example):
 
     nodes = [node("input", "Input", [], tuple(example.shape))]
 
-    def walk(module, prefix, src: str) -> str:
-        """Add `module`'s nodes reading node `src`; returns the node holding its output."""
+    def walk(module, prefix, srcs: list) -> str:
+        """Add `module`'s nodes reading nodes `srcs`; returns the node holding its output."""
         if hasattr(module, "wiring"):  # a layer list: names and wiring from the spec
-            outs = {"input": src}
+            outs = dict(zip(getattr(module, "inputs", ("input",)), srcs))  # a block may take several
             for name, inputs in module.wiring:
                 sub = module._modules[name]
                 if hasattr(sub, "wiring") or isinstance(sub, torch.nn.Sequential):
-                    outs[name] = walk(sub, f"{prefix}{name}/", outs[inputs[0]])
+                    outs[name] = walk(sub, f"{prefix}{name}/", [outs[i] for i in inputs])
                 else:
                     n = sum(p.numel() for p in sub.parameters())
                     text = ", ".join(t for t in (sub.extra_repr(), f"{n:,} parameters" if n else "") if t)
@@ -92,10 +92,10 @@ def layer_graph(model, example):
                     outs[name] = prefix + name
             return outs[module.output]
         for i, part in enumerate(module):  # a repeated block
-            src = walk(part, f"{prefix}{i}/", src)
-        return src
+            srcs = [walk(part, f"{prefix}{i}/", srcs)]
+        return srcs[0]
 
-    walk(model, "", "input")
+    walk(model, "", ["input"])
     return GraphDef(node=nodes)
 
 

@@ -134,11 +134,19 @@ class Metrics:
             elif m.type in ("mae", "mse"):
                 d = out - y.float().reshape(out.shape)
                 self._add(m.type, (d.abs() if m.type == "mae" else d * d).sum(), d.numel())
+            elif m.type == "iou":  # summed over the split's pixels: intersection / union
+                pred = out > (0.0 if self.obj.kind == "bce_with_logits" else 0.5)
+                true = y.float().reshape(out.shape) > 0.5
+                self._add("iou", (pred & true).sum(), 0)
+                self._add("iou_union", (pred | true).sum(), 0)
 
     def running(self) -> dict:
         """The epoch so far, for the progress line."""
-        return {"loss": self.loss / max(self.n, 1),
-                **{k: self._total(k) / max(self.counts[k], 1) for k in self.sums}}
+        out = {"loss": self.loss / max(self.n, 1),
+               **{k: self._total(k) / max(self.counts[k], 1) for k in self.sums if k not in ("iou", "iou_union")}}
+        if "iou" in self.sums:
+            out["iou"] = self._total("iou") / max(self._total("iou_union"), 1.0)
+        return out
 
     def _total(self, k) -> float:
         return float(torch.stack(self.sums[k]).sum())
@@ -148,6 +156,8 @@ class Metrics:
         for m in self.names:
             if m.type == "perplexity":
                 res[f"{prefix}/perplexity"] = math.exp(min(res[f"{prefix}/loss"], 50))
+            elif m.type == "iou" and "iou" in self.sums:
+                res[f"{prefix}/iou"] = self._total("iou") / max(self._total("iou_union"), 1.0)
             elif m.type in self.sums:
                 res[f"{prefix}/{m.type}"] = self._total(m.type) / max(self.counts[m.type], 1)
         return res

@@ -107,7 +107,7 @@ def _net(layers):
 def compile(spec, ctx: dict) -> dict[str, Compiled]:
     """{encoder, decoder} on the meta device; ctx has source/target_vocab_size from the data."""
     problems: list = []
-    sv, tv = ctx.get("source_vocab_size"), ctx.get("target_vocab_size")
+    sv, tv = (_size(spec, side, ctx.get(f"{side}_vocab_size"), problems) for side in ("source", "target"))
     if spec.vocab.shared and sv != tv:
         raise SpecError([spec.problem(("vocab", "shared"), f"a shared vocabulary has one size, but the source's "
                                                            f"is {sv} and the target's {tv}")])
@@ -134,7 +134,7 @@ def compile(spec, ctx: dict) -> dict[str, Compiled]:
                            {"vocab_size": tv}, input_shape=[T])
     if tv is None and head is not None:
         problems.append(spec.problem(("decoder",), "the projection to the target vocabulary needs its size: give "
-                                                   "the spec a data section (the vocabularies come from the data)"))
+                                                   "the spec a data section, or state vocab.target_size"))
     if enc is None or head is None or tv is None:
         raise SpecError(problems)
     enc_rnn, dec_rnn = spec.encoder.layers[enc_rec[-1]], spec.decoder.layers[r]
@@ -197,6 +197,15 @@ def compile(spec, ctx: dict) -> dict[str, Compiled]:
     if problems:
         raise SpecError(problems)
     return {"encoder": enc, "decoder": dec}
+
+
+def _size(spec, side: str, data: int | None, problems: list) -> int | None:
+    """A vocabulary size: the spec's vocab.<side>_size when stated (the data's must fit), else the data's."""
+    stated = getattr(spec.vocab, f"{side}_size")
+    if stated is not None and data is not None and stated < data:
+        problems.append(spec.problem(("vocab", f"{side}_size"), f"{side}_size {stated} is smaller than the data's "
+                                     f"{side} vocabulary of {data} tokens (4 special ones included)"))
+    return stated if stated is not None else data
 
 
 def _row(name, kind, shape, module) -> Row:

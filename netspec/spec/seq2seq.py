@@ -86,6 +86,10 @@ class Vocab(Strict):
     shared: bool = False  # one vocabulary and one embedding table for both sides
     min_freq: Size = 1  # rarer tokens become <UNK>
     max_size: Size | None = None  # most frequent tokens kept (special tokens not counted)
+    # vocabulary sizes, the 4 special tokens included: `netspec build` then needs no data; in
+    # training the data's vocabulary must fit in them (ids beyond it stay unused)
+    source_size: Size | None = None
+    target_size: Size | None = None
 
 
 class Seq2SeqSpec(BaseSpec):

@@ -181,7 +181,13 @@ class Perplexity(Component):
     type: Literal["perplexity"] = "perplexity"
 
 
-METRIC_CLASSES = [Accuracy, TopK, MAE, MSEMetric, Perplexity, *SEQUENCE_METRICS]
+class IoU(Component):
+    """Intersection over union of binary masks (segmentation): predicted pixels are logits
+    above 0 (bce_with_logits) or values above 0.5; target pixels are values above 0.5."""
+    type: Literal["iou"] = "iou"
+
+
+METRIC_CLASSES = [Accuracy, TopK, MAE, MSEMetric, Perplexity, IoU, *SEQUENCE_METRICS]
 MetricSpec = components("metric", "metric", METRIC_CLASSES)
 
 
@@ -356,7 +362,7 @@ def metric_mode(name: str, mode: str = "auto") -> str:
         return mode
     leaf = name.rsplit("/", 1)[-1]
     # score/classes: a GAN's quality/* (higher is better)
-    return "max" if ("accuracy" in leaf or leaf in {"bleu", "exact_match", "confidence", "score",
+    return "max" if ("accuracy" in leaf or leaf in {"bleu", "exact_match", "confidence", "score", "iou",
                                                    "classes"}) else "min"
 
 
