@@ -166,3 +166,8 @@ def test_scale_flag_and_errors_through_the_cli(tmp_path):
     assert json.loads(r.stdout)["parameters"] > 100_000
     r = run_cli("build", path, "--scale", "mm")
     assert r.returncode == 2 and "model.scale: unknown scale 'mm'; did you mean 'm'?" in r.stderr
+
+
+def test_an_absurd_repeat_is_refused_before_building():
+    with pytest.raises(SpecError, match="at most 1,000"):
+        netspec.build(_load("    - block: {use: down, repeat: 1000000000000}"))

@@ -230,6 +230,8 @@ class _Builder:
         repeat = layer.repeat
         if self.scale is not None and repeat > 1:
             repeat = max(round(repeat * self.scale.depth), 1)
+        if repeat > MAX_REPEAT:  # each copy is real modules: refuse before building a million
+            raise Bad(f"repeat {repeat} makes {repeat:,} copies of block '{layer.use}'; at most {MAX_REPEAT:,}")
         parts, rows = [], []
         use = dotted_use(where)
         line = self.spec.problem(where, "").line
@@ -265,6 +267,9 @@ class _Builder:
             shape = out
         module = parts[0] if len(parts) == 1 else Repeat(*parts)
         return module, shape, rows, dtype
+
+
+MAX_REPEAT = 1000
 
 
 def dotted_use(path: tuple) -> str:

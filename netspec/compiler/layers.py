@@ -314,6 +314,8 @@ def position_embedding(layer: L.PositionEmbedding, shape, ctx):
     n = layer.max_length or shape[0]
     if n < shape[0]:
         raise Bad(f"max_length {n} is shorter than the input's {shape[0]} time steps")
+    if n * shape[1] > 2**31:  # a fixed table is a buffer, not counted with the parameters
+        raise Bad(f"max_length {n} x {shape[1]} features is too large a position table; use a smaller max_length")
     if layer.encoding == "sinusoidal" and shape[1] % 2:
         raise Bad(f"sinusoidal positions need an even number of features, got {shape[1]}")
     return A.PositionEmbedding(n, shape[1], learned=layer.encoding == "learned"), shape
