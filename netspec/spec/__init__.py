@@ -230,14 +230,23 @@ def _best(group: list[dict]) -> tuple[dict, str | None]:
     return group[0], f"expected {text}, got {_got(group[0].get('input'))}"
 
 
+_ADAPTER: list = []
+
+
+def _layer_list():
+    """One TypeAdapter for a layer list, made on first use (making one costs ~10 ms)."""
+    if not _ADAPTER:
+        from pydantic import TypeAdapter
+        _ADAPTER.append(TypeAdapter(list[LayerSpec]))  # noqa: F405
+    return _ADAPTER[0]
+
+
 def validate_layers(spec: BaseSpec, raw: list, path: tuple) -> tuple[list | None, list[Problem]]:
     """Validate a layer list given as raw data (a parameterised block with one use's values
     in place); problems point at `path` + the item's place in the file."""
-    from pydantic import TypeAdapter
-
     from .root import Network
     try:
-        return TypeAdapter(list[LayerSpec]).validate_python(raw), []  # noqa: F405
+        return _layer_list().validate_python(raw), []
     except ValidationError as e:
         if spec.source is None:
             return None, [Problem(dotted(path), str(e))]
