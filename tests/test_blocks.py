@@ -171,3 +171,10 @@ def test_scale_flag_and_errors_through_the_cli(tmp_path):
 def test_an_absurd_repeat_is_refused_before_building():
     with pytest.raises(SpecError, match="at most 1,000"):
         netspec.build(_load("    - block: {use: down, repeat: 1000000000000}"))
+
+
+def test_a_misspelt_key_in_a_parameterised_block_is_reported():
+    text = BLOCK.replace("{layers}", "    - block: down").replace("      layers:\n        - conv2d", "      ayers:\n        - conv2d")
+    with pytest.raises(SpecError) as e:
+        netspec.load(text)
+    assert "unknown key 'ayers'; did you mean 'layers'?" in str(e.value)

@@ -222,6 +222,8 @@ def _best(group: list[dict]) -> tuple[dict, str | None]:
     """One error for a value that failed every member of a union: the member it nearly fit
     (a constraint, not a type, failed), else 'expected A, B or C'."""
     fits = [e for e in group if e["type"] not in _EXPECTED]
+    # "unknown key 'ayers'; did you mean 'layers'?" says more than "'layers' is required"
+    fits.sort(key=lambda e: e["type"] == "missing")
     if fits or len(group) == 1:
         return (fits or group)[0], None
     wanted = [w for w in (_expected(e) for e in group) if w]
