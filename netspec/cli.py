@@ -22,7 +22,9 @@ def handled(fn):
     unless --debug."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from . import errors
         debug = click.get_current_context().find_root().params.get("debug")
+        flavour, errors.FLAVOUR = errors.FLAVOUR, "cli"  # messages name --options, not Python arguments
         try:
             return fn(*args, **kwargs)
         except SpecError as e:
@@ -42,6 +44,8 @@ def handled(fn):
                 raise
             _fail(1, ["error: out of memory: this machine cannot hold what was asked for; use smaller "
                       "layers, data or train.batch_size (--debug shows where)"])
+        finally:
+            errors.FLAVOUR = flavour  # an in-process caller (a test, a notebook) keeps its own
     return wrapper
 
 

@@ -31,6 +31,29 @@ class RunError(Exception):
     """A run that failed (diverged loss, failed trial). Exit code 1."""
 
 
+# How messages name options: the `netspec` command sets "cli" (`--resume`); a Python caller
+# keeps "python" (`resume=True`), so an error names what the reader can actually change.
+FLAVOUR = "python"
+
+
+def arg(name: str) -> str:
+    """An option's name as this caller writes it: `--dry-run` or `dry_run`."""
+    return "--" + name.replace("_", "-") if FLAVOUR == "cli" else name
+
+
+def option(name: str, value="True") -> str:
+    """An option as this caller gives it: `--overwrite` / `--out DIR` on the command line,
+    `overwrite=True` / `out=DIR` in Python. `value` is shown as written."""
+    if FLAVOUR == "cli":
+        return arg(name) if value == "True" else f"{arg(name)} {value}"
+    return f"{name}={value}"
+
+
+def override(text: str) -> str:
+    """A spec override as this caller gives it: `--set name=x`, or netspec.load(..., ["name=x"])."""
+    return f"--set {text}" if FLAVOUR == "cli" else f'netspec.load(..., ["{text}"])'
+
+
 # what other libraries (Keras, TFLearn, PyTorch) call a component netspec names otherwise;
 # keys are squashed: lower case, no '_' or '-'
 KNOWN_AS = {

@@ -134,7 +134,7 @@ def test_a_full_disk_while_writing_leaves_the_old_file_and_says_so(tmp_path, mon
             raise OSError(errno.ENOSPC, "No space left on device")
     real = os.fdopen
     monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: Full(real(fd, *a, **k)))
-    with pytest.raises(folders.DiskFull, match="the disk is full: writing .*spec.yaml failed.*--resume"):
+    with pytest.raises(folders.DiskFull, match="the disk is full: writing .*spec.yaml failed.*resume=True"):
         write_text(target, "after\n")
     with pytest.raises(folders.DiskFull, match="the disk is full"):
         save_checkpoint(tmp_path / "last.pt", {"epoch": 1})
@@ -153,7 +153,7 @@ def test_a_full_disk_in_tensorboards_writer_thread_is_one_clear_error(tmp_path, 
     def full(self, data):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(record_writer.RecordWriter, "write", full)
-    with pytest.raises(RunError, match="the disk is full.*continue the run with --resume"):
+    with pytest.raises(RunError, match="the disk is full.*continue the run with resume=True"):
         netspec.train(spec(), out=tmp_path)
     assert "Traceback" not in capfd.readouterr().err
 

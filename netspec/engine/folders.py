@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import Problem, RunError, SpecError
+from ..errors import Problem, RunError, SpecError, arg, option, override
 
 LOCK = ".netspec.lock"
 FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -48,7 +48,7 @@ def disk_full(e: BaseException) -> bool:
 def full_message(what, e: OSError) -> str:
     return (f"the disk is full: writing {what} failed ({e.strerror or os.strerror(e.errno)}); "
             "files written before are intact (each is written whole or not at all): free some space, "
-            "then continue the run with --resume")
+            f"then continue the run with {option('resume')}")
 
 
 @contextmanager
@@ -100,7 +100,7 @@ def folder_state(folder: Path) -> FolderState:
     try:
         entries = sorted(folder.iterdir())
     except OSError as e:
-        raise SpecError([Problem("--out", f"cannot read the run folder {folder}: {e.strerror}", str(folder))]) from None
+        raise SpecError([Problem(arg("out"), f"cannot read the run folder {folder}: {e.strerror}", str(folder))]) from None
     for p in entries:
         st.entries.append(p)
         if p.is_symlink():
@@ -142,7 +142,7 @@ def clear_run(folder: Path, state: FolderState | None = None) -> None:
     symlink is removed, not followed)."""
     state = state or folder_state(folder)
     if state.foreign:  # (callers refuse earlier; this is the last guard)
-        raise SpecError([Problem("--out", f"{folder} holds files netspec did not write ({names_of(state.foreign)}); "
+        raise SpecError([Problem(arg("out"), f"{folder} holds files netspec did not write ({names_of(state.foreign)}); "
                                           "nothing was deleted", str(folder))])
     for p in state.ours:
         if p.name == LOCK:
@@ -186,8 +186,8 @@ def _make_folder(folder: Path) -> None:
         what = "is a dangling symlink" if folder.is_symlink() and not folder.exists() else \
             "exists and is not a folder" if folder.exists() or isinstance(e, FileExistsError) else \
             f"cannot be made ({e.strerror})"
-        raise SpecError([Problem("--out", f"the run folder {folder} {what}; pick another --out or name "
-                                          "(--set name=...)", str(folder))]) from None
+        raise SpecError([Problem(arg("out"), f"the run folder {folder} {what}; pick another {option('out', 'DIR')} or name "
+                                          f"({override('name=...')})", str(folder))]) from None
 
 
 @contextmanager
@@ -197,9 +197,9 @@ def lock_folder(folder: Path):
     folder = Path(folder)
     state = folder_state(folder)
     if state.foreign and not state.run:
-        raise SpecError([Problem("--out", f"{folder} is not a netspec run folder (it holds {names_of(state.foreign)}); "
-                                          "netspec writes only into new or netspec folders: pick another --out "
-                                          "or name (--set name=...)", str(folder))])
+        raise SpecError([Problem(arg("out"), f"{folder} is not a netspec run folder (it holds {names_of(state.foreign)}); "
+                                          f"netspec writes only into new or netspec folders: pick another {option('out', 'DIR')} "
+                                          f"or name ({override('name=...')})", str(folder))])
     _make_folder(folder)
     real = os.path.realpath(folder)
     if real in _held:
@@ -216,15 +216,15 @@ def lock_folder(folder: Path):
     except OSError as e:
         if disk_full(e):
             raise DiskFull(full_message(path, e)) from None
-        raise SpecError([Problem("--out", f"cannot take the run folder: {path}: {e.strerror}", str(folder))]) from None
+        raise SpecError([Problem(arg("out"), f"cannot take the run folder: {path}: {e.strerror}", str(folder))]) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         info = _read_holder(fd)
         os.close(fd)
-        raise SpecError([Problem("--out", f"{folder} is in use by another netspec process ({holder_text(info)}); "
+        raise SpecError([Problem(arg("out"), f"{folder} is in use by another netspec process ({holder_text(info)}); "
                                           "one run folder has one writer: wait for it to end, stop it, or pick "
-                                          "another --out or name (--set name=...)", str(folder))]) from None
+                                          f"another {option('out', 'DIR')} or name ({override('name=...')})", str(folder))]) from None
     except OSError:  # a file system without locks (some network mounts): go on unlocked
         pass
     try:

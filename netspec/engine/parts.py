@@ -10,7 +10,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from ..errors import RunError
+from ..errors import RunError, option
 from ..spec.training import metric_mode
 
 
@@ -201,10 +201,10 @@ def diverged(value: float, tag: str, step: int, folder) -> RunError:
     """The error of a NaN/inf loss, saying what to do next."""
     last = folder / "checkpoints" / "last.pt"
     if last.exists():
-        nxt = (f"The last good checkpoint is {last}: continue from it with --resume and a remedy, e.g. "
-               "--set train.clip_grad_norm=1, or start afresh with --overwrite and a lower learning rate.")
+        nxt = (f"The last good checkpoint is {last}: continue from it with {option('resume')} and a remedy, e.g. "
+               f"--set train.clip_grad_norm=1, or start afresh with {option('overwrite')} and a lower learning rate.")
     else:
-        nxt = ("No checkpoint was written yet, so start afresh with --overwrite and a lower learning rate "
+        nxt = (f"No checkpoint was written yet, so start afresh with {option('overwrite')} and a lower learning rate "
                "or gradient clipping (--set train.clip_grad_norm=1).")
     return RunError(f"{tag} became {value} at step {step}: training diverged. {nxt}")
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import Problem, RunError, SpecError
+from ..errors import Problem, RunError, SpecError, arg, option, override
 from ..spec.yamlio import dump
 from .folders import (DiskFull, clear_run, disk_full, disk_guard, folder_state, full_message, lock_folder,
                       names_of)
@@ -93,17 +93,17 @@ def _refuse(folder: Path, state, resume: bool, overwrite: bool) -> None:
     """The SpecError for a folder this run may not use as asked (read-only)."""
     last = folder / "checkpoints" / "last.pt"
     if resume and not last.exists() and not _never_checkpointed(folder, state):
-        raise SpecError([Problem("", f"--resume: no checkpoint at {last}; nothing to resume "
-                                     "(drop --resume to start the run)", str(folder))])
+        raise SpecError([Problem("", f"{option('resume')}: no checkpoint at {last}; nothing to resume "
+                                     f"(drop {option('resume')} to start the run)", str(folder))])
     if not resume and state.foreign:
-        raise SpecError([Problem("--out", f"{folder} is not a netspec run folder (it holds "
+        raise SpecError([Problem(arg("out"), f"{folder} is not a netspec run folder (it holds "
                                           f"{names_of(state.foreign)}); netspec never deletes what it did "
-                                          "not write, with or without --overwrite: pick another --out or "
-                                          "name (--set name=...)", str(folder))])
+                                          f"not write, with or without {option('overwrite')}: pick another {option('out', 'DIR')} or "
+                                          f"name ({override('name=...')})", str(folder))])
     if not resume and state.checkpointed and not overwrite:
-        raise SpecError([Problem("--out", "this folder already holds a run: continue it with --resume, "
-                                          "replace it with --overwrite, or pick another --out or name "
-                                          "(--set name=...)", str(folder))])
+        raise SpecError([Problem(arg("out"), f"this folder already holds a run: continue it with {option('resume')}, "
+                                          f"replace it with {option('overwrite')}, or pick another {option('out', 'DIR')} or name "
+                                          f"({override('name=...')})", str(folder))])
 
 
 def _never_checkpointed(folder: Path, state) -> bool:
@@ -130,7 +130,7 @@ def read_run_spec(file: Path) -> dict:
         return read(Path(file)).data
     except SpecError as e:
         for p in e.problems:
-            p.message += " (the run's record of its spec is damaged: restore it, or start a new run with --overwrite)"
+            p.message += f" (the run's record of its spec is damaged: restore it, or start a new run with {option('overwrite')})"
         raise
 
 

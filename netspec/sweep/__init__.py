@@ -18,7 +18,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..errors import Problem, SpecError
+from ..errors import Problem, SpecError, option, override
 from ..spec.yamlio import dump
 from ..engine.folders import clear_run, disk_guard, folder_state, lock_folder
 from .executors import EXECUTORS, _ray_init, cores, forkserver, ray_cpus
@@ -69,15 +69,15 @@ def _run(spec, result: SweepResult, ax, tags, how, executor, workers, resume, ov
     state = folder_state(folder)
     if resume:
         if not (folder / "results.json").exists():
-            raise SpecError([Problem("", f"--resume: {folder} holds no sweep (no results.json); drop "
-                                         "--resume to start it", str(folder))])
+            raise SpecError([Problem("", f"{option('resume')}: {folder} holds no sweep (no results.json); drop "
+                                         f"{option('resume')} to start it", str(folder))])
         same_sweep(spec, folder)
     elif state.checkpointed and not overwrite or state.foreign:
-        raise SpecError([Problem("", f"{folder} already holds a run: continue it with --resume, replace it "
-                                     "with --overwrite, or pick another --out or name (--set name=...)"
+        raise SpecError([Problem("", f"{folder} already holds a run: continue it with {option('resume')}, replace it "
+                                     f"with {option('overwrite')}, or pick another {option('out', 'DIR')} or name ({override('name=...')})"
                                  if not state.foreign else
                                  f"{folder} holds files netspec did not write; netspec never deletes them: "
-                                 "pick another --out or name (--set name=...)", str(folder))])
+                                 f"pick another {option('out', 'DIR')} or name ({override('name=...')})", str(folder))])
     else:
         clear_run(folder, state)
     write_text(folder / "sweep.yaml", dump(written(spec)))
@@ -131,7 +131,7 @@ def _run(spec, result: SweepResult, ax, tags, how, executor, workers, resume, ov
         write_results(result, tags)
         done = sum(t.status == DONE for t in trials)
         print(f"interrupted: {done} of {len(trials)} trials finished and kept in {folder}/; "
-              "continue with --resume", file=sys.stderr)
+              f"continue with {option('resume')}", file=sys.stderr)
         raise
     finally:
         board.close()
@@ -156,9 +156,9 @@ def same_sweep(spec, folder: Path) -> None:
     from ..spec import written
     file = folder / "sweep.yaml"
     if not file.exists():
-        raise SpecError([Problem("", f"--resume: {folder} has no sweep.yaml (the record of the sweep's spec), "
+        raise SpecError([Problem("", f"{option('resume')}: {folder} has no sweep.yaml (the record of the sweep's spec), "
                                      "so netspec cannot tell whether it is the same sweep: start it again with "
-                                     "--overwrite, or pick another --out or name", str(folder))])
+                                     f"{option('overwrite')}, or pick another --out or name", str(folder))])
     old, new = read_run_spec(file), written(spec)
     for d in (old, new):
         if isinstance(d.get("sweep"), dict):
@@ -169,7 +169,7 @@ def same_sweep(spec, folder: Path) -> None:
         raise SpecError([spec.problem(tuple(p), f"differs from the sweep in {folder} (its sweep.yaml: "
                                                 f"{_short(get(old, p))}, now {_short(get(new, p))}); resuming "
                                                 "would mix trials of two different sweeps in one leaderboard: "
-                                                "restore it, or start a new sweep (--overwrite, or another --out "
+                                                f"restore it, or start a new sweep ({option('overwrite')}, or another --out "
                                                 "or name)") for p in shown])
 
 
