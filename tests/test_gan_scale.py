@@ -115,3 +115,8 @@ def test_sample_takes_n_and_output_and_the_old_out_with_a_warning(tanh_reshape_r
     assert "warning: --out is deprecated here; use -o/--output FILE" in r.stderr
     r = run_cli("sample", tanh_reshape_run, "--out", tmp_path / "c.npy", "-o", tmp_path / "d.npy", env=env)
     assert r.returncode == 2 and "give -o/--output FILE only" in r.stderr
+    r = run_cli("sample", tanh_reshape_run, "-o", tmp_path / "x.txt", env=env)  # the file option, as named there
+    assert r.returncode == 2 and "-o/--output: " in r.stderr and "write a .png" in r.stderr
+    with pytest.raises(netspec.SpecError) as e:
+        sample_run(tanh_reshape_run, out=tmp_path / "x.txt")
+    assert e.value.problems[0].path == "out"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import Problem, SpecError
+from ..errors import Problem, SpecError, arg
 from . import inputs as I
 from .run import load_run
 
@@ -42,19 +42,21 @@ def sample_run(run_dir, which="last", n=None, out=None, temperature=1.0, prime="
     from ..kinds.gan import grid, is_image, write_png
     n = n or 64
     if prime:
-        raise SpecError([Problem("--prime", "--prime is for language models; a GAN starts from noise", "netspec sample")])
+        raise SpecError([Problem(arg("prime"), f"{arg('prime')} is for language models; a GAN starts from noise",
+                                 "netspec sample")])
     g = run.spec.gan
     if label is not None and not g.conditional:
-        raise SpecError([Problem("--label", "this GAN is not conditional (gan.conditional is false), so it "
-                                            "cannot be asked for a class; drop --label", str(run_dir))])
+        raise SpecError([Problem(arg("label"), "this GAN is not conditional (gan.conditional is false), so it "
+                                            f"cannot be asked for a class; drop {arg('label')}", str(run_dir))])
     if label is not None and not 0 <= label < g.classes:
         names = f" ({', '.join(map(str, run.classes))})" if run.classes else ""
-        raise SpecError([Problem("--label", f"label {label} is outside 0..{g.classes - 1}{names}", str(run_dir))])
+        raise SpecError([Problem(arg("label"), f"label {label} is outside 0..{g.classes - 1}{names}", str(run_dir))])
     out = Path(out) if out else Path(run_dir) / "samples.png"
     shape = tuple(run.info["shape"])
     if out.suffix not in (".png", ".npy") or (out.suffix == ".png" and not is_image(shape)):
         why = "" if is_image(shape) else f"; samples {list(shape)} are not images, so write .npy"
-        raise SpecError([Problem("--out", f"{out}: write a .png (image grid) or .npy (array){why}", "netspec sample")])
+        where = "-o/--output" if arg("out") == "--out" else "out"  # the file option's name on the CLI, in Python
+        raise SpecError([Problem(where, f"{out}: write a .png (image grid) or .npy (array){why}", "netspec sample")])
     samples = run.sample(n, temperature, label, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
@@ -71,7 +73,8 @@ def sample_run(run_dir, which="last", n=None, out=None, temperature=1.0, prime="
 
 def _texts(run, n, out, temperature, prime, length, label, seed) -> list[str]:
     if label is not None:
-        raise SpecError([Problem("--label", "--label is for conditional GANs; a language model takes --prime",
+        raise SpecError([Problem(arg("label"), f"{arg('label')} is for conditional GANs; a language model takes "
+                                 f"{arg('prime')}",
                                  "netspec sample")])
     texts = run.sample(n, temperature, prime=prime, length=length, seed=seed)
     body = texts[0] if n == 1 else "\n".join(f"--- sample {i + 1} ---\n{t}" for i, t in enumerate(texts))
