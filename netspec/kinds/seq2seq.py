@@ -483,21 +483,35 @@ class Seq2Seq(Kind):
             else:
                 loss = self.loss_fn(flat, y)
         engine.update(loss)
+        with torch.no_grad():  # accuracy and perplexity of the tokens this step trained on: no second pass
+            real = y != PAD_ID
+            self.right.append(((flat.argmax(-1) == y) & real).sum())
+            self.nll.append(nn.functional.cross_entropy(flat.detach(), y, ignore_index=PAD_ID, reduction="sum"))
+            self.tokens.append(real.sum())
         return {"train/loss": loss.item()}
 
+    def start_epoch(self, epoch: int) -> None:
+        self.right, self.nll, self.tokens = [], [], []  # per step, summed once at the epoch's end
+
     def train_metrics(self, diagnose: bool) -> dict:
-        """Teacher-forced metrics of the first 2,000 training pairs; their decoded ones
-        (exact_match, bleu) only on diagnostic epochs: decoding is the expensive part."""
-        names = self.names if diagnose else self.names - {"exact_match", "bleu"}
-        if not names:
-            return {}
-        self.model.eval()
-        with torch.no_grad():
-            m = measure(self.model, self.train_decoded, names, self.spec, self.loss_fn,
-                        self.corpus.target_vocab, "train")
-        self.model.train()
-        m.pop("train/loss")
-        return m
+        """Per-token accuracy and perplexity of the epoch's training steps (counted as they
+        ran); exact_match and bleu of the first 2,000 training pairs decoded, only on
+        diagnostic epochs: decoding is the expensive part."""
+        out = {}
+        n = max(int(torch.stack(self.tokens).sum()), 1) if self.tokens else 1
+        if "accuracy" in self.names and self.right:
+            out["train/accuracy"] = int(torch.stack(self.right).sum()) / n
+        if "perplexity" in self.names and self.nll:
+            out["train/perplexity"] = math.exp(min(float(torch.stack(self.nll).sum()) / n, 50))
+        decoded = self.names & {"exact_match", "bleu"}
+        if diagnose and decoded:
+            self.model.eval()
+            with torch.no_grad():
+                m = measure(self.model, self.train_decoded, decoded, self.spec, self.loss_fn,
+                            self.corpus.target_vocab, "train")
+            self.model.train()
+            out.update({k: v for k, v in m.items() if k != "train/loss"})
+        return out
 
     def evaluate(self, split: str) -> dict:
         return measure(self.model, self.data[split], self.names, self.spec, self.loss_fn,
