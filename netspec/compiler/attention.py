@@ -7,7 +7,8 @@ model's token input, [batch, steps] with True at padding; a module applies it to
 sequence only when that sequence still has the input's steps.
 
 For decoding step by step, `cache` (a dict the caller keeps) holds each self-attention's
-keys and values, so a new step costs one query against the cached keys, not a full pass.
+keys and values, so a new step costs one query against the cached keys, not a full pass;
+a cross-attention keeps the memory's projected keys and values from its first step.
 """
 from __future__ import annotations
 
@@ -67,17 +68,28 @@ class MultiheadAttention(nn.Module):
         return (F.linear(x, self.q_proj_weight, bq), F.linear(memory, self.k_proj_weight, bk),
                 F.linear(memory, self.v_proj_weight, bv))
 
+    def _query(self, x):
+        b = None if self.in_proj_bias is None else self.in_proj_bias[:self.embed_dim]
+        w = self.in_proj_weight[:self.embed_dim] if self.in_proj_weight is not None else self.q_proj_weight
+        return F.linear(x, w, b)
+
     def forward(self, x, memory=None, mask=None, cache=None):
         B, T, E = x.shape
         H = self.num_heads
-        q, k, v = self._project(x, memory)
-        q, k, v = (t.reshape(B, t.shape[1], H, E // H).transpose(1, 2) for t in (q, k, v))
+        heads = lambda t: t.reshape(B, t.shape[1], H, E // H).transpose(1, 2)  # noqa: E731
         offset = 0
-        if cache is not None and memory is None:  # incremental decoding: keep keys and values
-            if "k" in cache:
-                offset = cache["k"].shape[2]
-                k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
-            cache["k"], cache["v"] = k, v
+        if cache is not None and memory is not None and "k" in cache:
+            # cross-attention while decoding: the memory's keys and values were projected at the first step
+            q, k, v = heads(self._query(x)), cache["k"], cache["v"]
+        else:
+            q, k, v = (heads(t) for t in self._project(x, memory))
+            if cache is not None and memory is not None:
+                cache["k"], cache["v"] = k, v
+            elif cache is not None:  # incremental self-attention: keep keys and values
+                if "k" in cache:
+                    offset = cache["k"].shape[2]
+                    k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
+                cache["k"], cache["v"] = k, v
         S = k.shape[2]
         keep = _keep(mask, S)
         causal = self.causal and memory is None
@@ -85,7 +97,7 @@ class MultiheadAttention(nn.Module):
             tri = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(offset)
             keep = tri if keep is None else keep & tri
             causal = False
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, is_causal=causal and T > 1,
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, is_causal=bool(causal) and int(T) > 1,
                                              dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).reshape(B, T, E))
 
@@ -143,10 +155,14 @@ class TransformerDecoderLayer(_Block):
 
     def forward(self, x, memory, mask=None, cache=None, memory_mask=None):
         """`mask` applies to whichever of target and memory still has the input's steps;
-        `memory_mask` (seq2seq) is the memory's own padding mask."""
-        sa = lambda y: self.dropout1(self.self_attn(y, mask=mask, cache=cache))  # noqa: E731
+        `memory_mask` (seq2seq) is the memory's own padding mask. `cache` (decoding step by
+        step) keeps the target's keys and values and the memory's projections."""
+        own = cross = None
+        if cache is not None:
+            own, cross = cache.setdefault("self", {}), cache.setdefault("cross", {})
+        sa = lambda y: self.dropout1(self.self_attn(y, mask=mask, cache=own))  # noqa: E731
         mm = memory_mask if memory_mask is not None else mask
-        ca = lambda y: self.dropout2(self.multihead_attn(y, memory, mask=mm))  # noqa: E731
+        ca = lambda y: self.dropout2(self.multihead_attn(y, memory, mask=mm, cache=cross))  # noqa: E731
         if self.norm_first:
             x = x + sa(self.norm1(x))
             x = x + ca(self.norm2(x))

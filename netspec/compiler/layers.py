@@ -299,6 +299,8 @@ def transformer_encoder_layer(layer: L.TransformerEncoderLayer, shape, ctx):
 
 
 def transformer_decoder_layer(layer: L.TransformerDecoderLayer, shapes, ctx):
+    if len(shapes) == 1 and ctx.get("memory") is not None:  # a seq2seq decoder: the memory is the encoder's
+        shapes = [shapes[0], shapes[0] if ctx["memory"] == "target" else ctx["memory"]]
     if len(shapes) != 2:
         raise Bad("transformer_decoder_layer takes two inputs, [target, memory]: "
                   "write 'inputs: [<target layer>, <memory layer>]'")

@@ -91,11 +91,18 @@ def parts(run: Run, n: int = 8) -> list[Part]:
     with torch.no_grad():
         memory = enc(src)
     keys, mask, *state = memory
+    encoder = Part(".encoder", enc, (src,), ["src"], ["keys", "mask", *["h", "c"][:len(state)]], {"src": 0},
+                   reference=G.Encoder(run.model["encoder"], run.model["decoder"]))
+    if not G.recurrent(run.model["decoder"]):  # a transformer: the prefix so far, dynamic in length
+        prefix = torch.cat([torch.full((n, 1), SPECIALS["<GO>"]),
+                            _rng_ids(n, 3, len(info["target_vocab"]), gen, low=3)], 1)
+        return [encoder, Part(".decoder", G.PrefixStep(run.model["decoder"]), (prefix, keys, mask),
+                              ["prefix", "keys", "mask"], ["log_probabilities"],
+                              {"prefix": 0, "keys": 0, "mask": 0}, {"prefix": 1})]
     tokens = torch.full((n,), SPECIALS["<GO>"], dtype=torch.long)
     names = ["h", "c"][:len(state)]
     step = G.DecoderStep(run.model["decoder"])
-    return [Part(".encoder", enc, (src,), ["src"], ["keys", "mask", *names], {"src": 0},
-                 reference=G.Encoder(run.model["encoder"], run.model["decoder"])),
+    return [encoder,
             Part(".decoder", step, (tokens, keys, mask, *state), ["tokens", "keys", "mask", *names],
                  ["log_probabilities", *(f"next_{k}" for k in names)],
                  {"tokens": 0, "keys": 0, "mask": 0, **{k: 1 for k in names}})]
@@ -126,7 +133,8 @@ def sidecar(run: Run, files: dict[str, str]) -> dict:
         tok, lower = _tokenizer(spec)
         out.update(source_vocab=info["source_vocab"], target_vocab=info["target_vocab"], special_ids=SPECIALS,
                    source_length=spec.encoder.max_length, max_length=spec.decoder.max_length,
-                   tokenizer=tok, lowercase=lower, search=spec.decoder.search.type)
+                   tokenizer=tok, lowercase=lower, search=spec.decoder.search.type,
+                   decoder_input="state" if G.recurrent(run.model["decoder"]) else "prefix")
     if out.get("tokenizer") == "word":
         from ..data.text import _WORD
         out["token_pattern"] = _WORD.pattern  # re.findall(pattern, text) splits a text as netspec did

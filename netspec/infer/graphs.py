@@ -5,8 +5,13 @@
                  (classifier) or values (regression)
     NextToken    language model: token ids [N, T] -> next-token probabilities and logits [N, V]
     Sampler      GAN: latent [N, size] (+ labels [N]) -> samples in the data's range and shape
-    Encoder      seq2seq: source ids [N, S] -> memory (keys, mask) and the decoder's first state
-    DecoderStep  seq2seq: previous tokens [N] + state + memory -> log-probabilities [N, V] + state
+    Encoder      seq2seq: source ids [N, S] -> memory (keys, mask) and, for a recurrent decoder,
+                 its first state
+    DecoderStep  seq2seq, recurrent decoder: previous tokens [N] + state + memory ->
+                 log-probabilities [N, V] + state
+    PrefixStep   seq2seq, transformer decoder: tokens so far [N, t] (<GO> first) + memory ->
+                 log-probabilities of the next token [N, V]; it re-reads the prefix each step
+                 (netspec's own decoding caches keys and values; the graph holds no cache)
 """
 from __future__ import annotations
 
@@ -80,17 +85,26 @@ def _state_shape(decoder) -> tuple[int, int, bool] | None:
     return None
 
 
+def recurrent(decoder) -> bool:
+    """A recurrent decoder (a bridge and a state), not a transformer one."""
+    return hasattr(decoder, "bridge")
+
+
 class Encoder(nn.Module):
-    """Returns (keys, mask, h[, c]): the state is the bridge's, zeros where it gives none."""
+    """Returns (keys, mask, h[, c]): the state is the bridge's, zeros where it gives none;
+    (keys, mask) for a transformer decoder."""
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module):
         super().__init__()
-        self.encoder, self.bridge = encoder, decoder.bridge
-        self.layers, self.hidden, self.lstm = _state_shape(decoder)
+        self.encoder, self.bridge = encoder, getattr(decoder, "bridge", None)
+        if self.bridge is not None:
+            self.layers, self.hidden, self.lstm = _state_shape(decoder)
 
     def forward(self, src):
         from ..kinds.seq2seq import encode
         keys, state, mask = encode(self.encoder, src)
+        if self.bridge is None:
+            return keys, mask
         state = self.bridge(state)
         if state is None:
             h = keys.new_zeros(self.layers, src.shape[0], self.hidden)
@@ -110,3 +124,19 @@ class DecoderStep(nn.Module):
         from ..kinds.seq2seq import stepper
         logp, state = stepper(self.decoder, (keys, mask))(tokens, (h, c) if self.lstm else h)
         return (logp, *state) if self.lstm else (logp, state)
+
+
+class PrefixStep(nn.Module):
+    """One decoding step of a transformer decoder from the whole prefix (the last position's
+    output is the next token's distribution); <PAD> and <GO> are never outputs."""
+
+    def __init__(self, decoder: nn.Module):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, prefix, keys, mask):
+        from ..kinds.seq2seq import GO_ID, PAD_ID
+        logits = self.decoder(prefix, None, (keys, mask))[0][:, -1].float()
+        never = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+        never[[PAD_ID, GO_ID]] = True
+        return torch.log_softmax(logits.masked_fill(never, float("-inf")), -1)

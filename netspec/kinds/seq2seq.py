@@ -30,11 +30,14 @@ from ..compiler import Compiled, Recurrent, Row, check_size, compile_network, ma
 from ..errors import RunError, SpecError
 from ..spec import layers as L
 from .base import Kind
-from .seq2seq_nets import Attention, Bridge, Decoder, tail_names
+from .seq2seq_nets import Attention, Bridge, Decoder, TransformerDecoder, tail_names
 
 PAD_ID, GO_ID, EOS_ID, UNK_ID = 0, 1, 2, 3  # the order of text.SEQ2SEQ_SPECIALS
 RECURRENT = {"rnn", "lstm", "gru"}
-PER_STEP = {"embedding", "dropout", "linear", "layer_norm", *RECURRENT, *(c.tag() for c in L.ACTIVATIONS)}
+SELF_ATTENTION = {"multi_head_attention", "transformer_encoder_layer"}
+ATTENTION = {*SELF_ATTENTION, "transformer_decoder_layer", "position_embedding"}
+PER_STEP = {"embedding", "dropout", "linear", "layer_norm", *RECURRENT, *ATTENTION,
+            *(c.tag() for c in L.ACTIVATIONS)}
 METRICS = {"accuracy", "perplexity", "exact_match", "bleu"}
 TRAIN_DECODED = 2000  # training pairs decoded each epoch for train/exact_match and train/bleu
 
@@ -53,15 +56,18 @@ def ids(seqs: list[list[str]], vocab: list[str], frame: bool = False) -> torch.T
 
 # --- the networks: Attention, Bridge and Decoder are in seq2seq_nets.py ---
 def encode(encoder: nn.Module, src):
-    """Outputs [B, S, D], the last recurrent layer's final state, and the mask of real tokens."""
+    """Outputs [B, S, D], the last recurrent layer's final state (None without one), and the
+    mask of real tokens."""
     lengths = (src != PAD_ID).sum(1).clamp_min(1)
+    mask = torch.arange(src.shape[1], device=src.device)[None, :] < lengths[:, None]
     x, state = src, None
     for m in encoder._modules.values():
         if isinstance(m, Recurrent):
             x, state = m.steps(x, lengths)  # packed: padding changes nothing
+        elif getattr(m, "takes_mask", False):
+            x = m(x, mask=~mask)  # attention leaves padding out
         else:
             x = m(x)
-    mask = torch.arange(src.shape[1], device=src.device)[None, :] < lengths[:, None]
     return x, state, mask
 
 
@@ -82,15 +88,35 @@ class _Shifted:
 def _check_layers(spec, side: str, problems: list) -> list[int]:
     """Layers a step-by-step decoder (and a packed encoder) can run; the recurrent positions."""
     rec = []
-    for i, layer in enumerate(getattr(spec, side).layers):
+    layers = getattr(spec, side).layers
+    recurrent = any(layer.type in RECURRENT for layer in layers)
+    for i, layer in enumerate(layers):
+        here = (side, "layers", i, layer.type)
         if layer.name is not None or layer.inputs is not None:
             problems.append(spec.problem((side, "layers", i), f"a seq2seq {side} is a chain of layers: "
                                                               "remove name/inputs here"))
         if layer.type not in PER_STEP:
-            problems.append(spec.problem((side, "layers", i, layer.type),
-                                         f"{layer.type} cannot be in a seq2seq {side}: it takes embedding, rnn, "
-                                         "lstm, gru, dropout, linear, layer_norm and activation layers (layers "
-                                         "that keep one output per time step)"))
+            problems.append(spec.problem(here, f"{layer.type} cannot be in a seq2seq {side}: it takes embedding, "
+                                               "rnn, lstm, gru, transformer_encoder_layer, multi_head_attention, "
+                                               "position_embedding, dropout, linear, layer_norm and activation "
+                                               "layers (and transformer_decoder_layer in the decoder): layers that "
+                                               "keep one output per time step"))
+        elif layer.type == "transformer_decoder_layer" and side == "encoder":
+            problems.append(spec.problem(here, "transformer_decoder_layer attends to the encoder's output, so it "
+                                               "belongs in the decoder; the encoder takes "
+                                               "transformer_encoder_layer"))
+        elif side == "decoder" and recurrent and layer.type in ATTENTION:
+            problems.append(spec.problem(here, f"{layer.type} cannot be in a recurrent decoder, which runs its "
+                                               "layers one step at a time: use decoder.attention to read the "
+                                               "encoder, or make the decoder a transformer (no rnn/lstm/gru, "
+                                               "transformer_decoder_layer layers)"))
+        elif side == "decoder" and layer.type in SELF_ATTENTION | {"transformer_decoder_layer"} \
+                and not layer.causal:
+            problems.append(spec.problem((*here, "causal"), "a decoder writes left to right: its self-attention "
+                                                            "must not see later tokens; remove 'causal: false'"
+                                         if layer.type == "transformer_decoder_layer" else
+                                         "a decoder writes left to right: its self-attention must not see later "
+                                         "tokens; set causal: true"))
         elif layer.type in RECURRENT:
             rec.append(i)
             if layer.output != "sequence":
@@ -113,23 +139,45 @@ def compile(spec, ctx: dict) -> dict[str, Compiled]:
                                                            f"is {sv} and the target's {tv}")])
     enc_rec = _check_layers(spec, "encoder", problems)
     dec_rec = _check_layers(spec, "decoder", problems)
-    if not enc_rec:
-        problems.append(spec.problem(("encoder", "layers"), "the encoder needs a recurrent layer (rnn, lstm or "
-                                                            "gru): its final state starts the decoder"))
-    if len(dec_rec) != 1:
+    att = spec.decoder.attention
+    transformer = not dec_rec and any(x.type == "transformer_decoder_layer" for x in spec.decoder.layers)
+    if transformer:
+        if att is not None:
+            problems.append(spec.problem(("decoder", "attention"), "a transformer decoder reads the encoder "
+                                                                   "through its transformer_decoder_layer layers: "
+                                                                   "remove decoder.attention"))
+        if spec.decoder.bridge != "auto":
+            problems.append(spec.problem(("decoder", "bridge"), "a transformer decoder has no recurrent state "
+                                                                "to start from the encoder's: remove decoder.bridge"))
+    elif len(dec_rec) != 1:
         problems.append(spec.problem(("decoder", "layers"), f"the decoder has exactly one recurrent layer (stack "
-                                                            f"cells with num_layers: N); it has {len(dec_rec)}"))
+                                                            f"cells with num_layers: N), or it is a transformer "
+                                                            f"(transformer_decoder_layer layers and no recurrent "
+                                                            f"one); it has {len(dec_rec)} recurrent layers"))
     elif spec.decoder.layers[dec_rec[0]].bidirectional:
         r = dec_rec[0]
         problems.append(spec.problem(("decoder", "layers", r, spec.decoder.layers[r].type, "bidirectional"),
                                      "a decoder writes left to right, one token at a time: it cannot be "
                                      "bidirectional"))
+    if not enc_rec and not transformer and len(dec_rec) == 1:
+        if att is None:
+            problems.append(spec.problem(("encoder", "layers"), "the encoder has no recurrent layer (rnn, lstm or "
+                                                                "gru), so no final state starts the decoder: add "
+                                                                "decoder.attention to read the encoder's outputs, "
+                                                                "or a recurrent layer to the encoder"))
+        elif spec.decoder.bridge in ("copy", "linear"):
+            problems.append(spec.problem(("decoder", "bridge"), f"the encoder has no recurrent layer, so there is "
+                                                                f"no final state to {spec.decoder.bridge}: use "
+                                                                f"bridge: zeros (the decoder reads the source "
+                                                                f"through attention)"))
     if problems:
         raise SpecError(problems)
     enc = compile_network(spec, _net(spec.encoder.layers), ("encoder",), problems,
                           {"vocab_size": sv, "pad_index": PAD_ID}, input_shape=[spec.encoder.max_length])
-    r = dec_rec[0]
     T = spec.decoder.max_length + 1  # <GO> y, or y <EOS>
+    if transformer:
+        return _transformer(spec, enc, tv, T, problems)
+    r = dec_rec[0]
     head = compile_network(spec, _net(spec.decoder.layers[:r + 1]), ("decoder",), problems,
                            {"vocab_size": tv}, input_shape=[T])
     if tv is None and head is not None:
@@ -137,9 +185,9 @@ def compile(spec, ctx: dict) -> dict[str, Compiled]:
                                                    "the spec a data section, or state vocab.target_size"))
     if enc is None or head is None or tv is None:
         raise SpecError(problems)
-    enc_rnn, dec_rnn = spec.encoder.layers[enc_rec[-1]], spec.decoder.layers[r]
+    enc_rnn = spec.encoder.layers[enc_rec[-1]] if enc_rec else None
+    dec_rnn = spec.decoder.layers[r]
     H, D = head.output_shape[-1], enc.output_shape[-1]
-    att = spec.decoder.attention
     if att is not None and att.type == "dot" and H != D:
         problems.append(spec.problem(("decoder", "attention"),
                                      f"dot attention compares the decoder's output ({H} values) with the "
@@ -152,9 +200,11 @@ def compile(spec, ctx: dict) -> dict[str, Compiled]:
                                input_shape=[T, width])
         if tail is not None:
             width = tail.output_shape[-1]
-    enc_size = enc_rnn.hidden_size * (2 if enc_rnn.bidirectional else 1)
-    fits = enc_rnn.num_layers == dec_rnn.num_layers and enc_size == dec_rnn.hidden_size
-    mode = spec.decoder.bridge if spec.decoder.bridge != "auto" else ("copy" if fits else "linear")
+    enc_layers = enc_rnn.num_layers if enc_rnn else 0
+    enc_size = enc_rnn.hidden_size * (2 if enc_rnn.bidirectional else 1) if enc_rnn else 0
+    fits = enc_layers == dec_rnn.num_layers and enc_size == dec_rnn.hidden_size
+    mode = spec.decoder.bridge if spec.decoder.bridge != "auto" else (
+        "zeros" if enc_rnn is None else "copy" if fits else "linear")
     if mode == "copy" and not fits:
         problems.append(spec.problem(("decoder", "bridge"),
                                      f"copy needs the same layers and sizes on both sides: the encoder's last "
@@ -163,26 +213,17 @@ def compile(spec, ctx: dict) -> dict[str, Compiled]:
     if mode == "zeros" and att is None:
         problems.append(spec.problem(("decoder", "bridge"), "with bridge: zeros and no attention the decoder "
                                                             "never sees the source: add attention, or use copy or linear"))
-    if spec.vocab.shared:
-        e, d = enc.module._modules["embedding_1"], head.module._modules.get("embedding_1")
-        if d is not None and e.weight.shape != d.weight.shape:
-            problems.append(spec.problem(("decoder", "layers", 0, "embedding"),
-                                         f"vocab.shared ties the decoder's embedding to the encoder's: give both "
-                                         f"the same size (the encoder's is {list(e.weight.shape)}, this one "
-                                         f"{list(d.weight.shape)})"))
+    _check_tied(spec, enc, head, problems)
     if problems:
         raise SpecError(problems)
     with on_meta():
         attention = Attention(att.type, H, D, getattr(att, "hidden_size", None)) if att is not None else None
-        bridge = Bridge(mode, enc_rnn.num_layers, enc_size, enc_rnn.type == "lstm",
+        bridge = Bridge(mode, enc_layers, enc_size, enc_rnn is not None and enc_rnn.type == "lstm",
                         dec_rnn.num_layers, dec_rnn.hidden_size, dec_rnn.type == "lstm")
         projection = nn.Linear(width, tv)
     rows = [_row("bridge", f"bridge ({mode})", [dec_rnn.num_layers, dec_rnn.hidden_size], bridge)]
     rows += head.rows
-    head_mods = list(head.module._modules.items())
-    if spec.vocab.shared:  # one table, counted once (in the encoder)
-        head_mods = [(n, enc.module._modules["embedding_1"] if n == "embedding_1" else m) for n, m in head_mods]
-        rows = [Row(x.name, x.type, x.output_shape, 0, 0) if x.name == "embedding_1" else x for x in rows]
+    head_mods, rows = _tied(spec, enc, head, rows)
     if attention is not None:
         rows.append(_row("attention", f"attention ({att.type})", [T, H + D], attention))
     renamed = tail_names(spec.decoder.layers[:r + 1], spec.decoder.layers[r + 1:])
@@ -197,6 +238,53 @@ def compile(spec, ctx: dict) -> dict[str, Compiled]:
     if problems:
         raise SpecError(problems)
     return {"encoder": enc, "decoder": dec}
+
+
+def _transformer(spec, enc, tv, T: int, problems: list) -> dict[str, Compiled]:
+    """A transformer decoder: its layer list compiled whole, each transformer_decoder_layer
+    reading the encoder's outputs as its memory; then the projection."""
+    # an encoder that failed still lets the decoder be checked, as if its memory were as wide as the target
+    memory = tuple(enc.output_shape) if enc is not None else "target"
+    dec = compile_network(spec, _net(spec.decoder.layers), ("decoder",), problems,
+                          {"vocab_size": tv, "memory": memory}, input_shape=[T])
+    if tv is None and dec is not None:
+        problems.append(spec.problem(("decoder",), "the projection to the target vocabulary needs its size: give "
+                                                   "the spec a data section, or state vocab.target_size"))
+    if enc is None or dec is None or tv is None:
+        raise SpecError(problems)
+    _check_tied(spec, enc, dec, problems)
+    if problems:
+        raise SpecError(problems)
+    with on_meta():
+        projection = nn.Linear(dec.output_shape[-1], tv)
+    mods, rows = _tied(spec, enc, dec, list(dec.rows))
+    rows.append(_row("projection", "linear", [T, tv], projection))
+    out = {"encoder": enc, "decoder": Compiled(TransformerDecoder(mods, projection), rows, (T,), (T, tv), dec.inits)}
+    for name, c in out.items():
+        check_size(spec, c, (name,), problems)
+    if problems:
+        raise SpecError(problems)
+    return out
+
+
+def _check_tied(spec, enc, dec, problems: list) -> None:
+    if spec.vocab.shared:
+        e, d = enc.module._modules["embedding_1"], dec.module._modules.get("embedding_1")
+        if d is not None and e.weight.shape != d.weight.shape:
+            problems.append(spec.problem(("decoder", "layers", 0, "embedding"),
+                                         f"vocab.shared ties the decoder's embedding to the encoder's: give both "
+                                         f"the same size (the encoder's is {list(e.weight.shape)}, this one "
+                                         f"{list(d.weight.shape)})"))
+
+
+def _tied(spec, enc, dec, rows: list) -> tuple[list, list]:
+    """The decoder's (name, module) pairs and summary rows; with a shared vocabulary its
+    embedding is the encoder's table, counted once (in the encoder)."""
+    mods = list(dec.module._modules.items())
+    if spec.vocab.shared:
+        mods = [(n, enc.module._modules["embedding_1"] if n == "embedding_1" else m) for n, m in mods]
+        rows = [Row(x.name, x.type, x.output_shape, 0, 0) if x.name == "embedding_1" else x for x in rows]
+    return mods, rows
 
 
 def _size(spec, side: str, data: int | None, problems: list) -> int | None:
@@ -225,7 +313,7 @@ def teacher_forced(model, src, tgt, ratio: float = 1.0):
     as input, or (with probability 1 - ratio at each step) the model's own last guess."""
     keys, state, mask = encode(model["encoder"], src)
     dec = model["decoder"]
-    state = dec.bridge(state)
+    state = dec.begin(state)
     tgt_in = tgt[:, :-1]
     if ratio >= 1:
         return dec(tgt_in, state, (keys, mask))[0]
@@ -243,6 +331,8 @@ def reorder(state, rows):
     """A decoder state with its batch rows picked (beam search follows its hypotheses)."""
     if state is None:
         return None
+    if hasattr(state, "reorder"):  # a transformer's key/value cache
+        return state.reorder(rows)
     if isinstance(state, tuple):
         return tuple(s[:, rows] for s in state)
     return state[:, rows]
@@ -317,7 +407,7 @@ def decode(model, src, search, max_length: int) -> list[list[int]]:
     """Token ids (without <EOS>) for each source row, by the spec's search."""
     keys, state, mask = encode(model["encoder"], src)
     dec = model["decoder"]
-    state = dec.bridge(state)
+    state = dec.begin(state)
     B = src.shape[0]
     if search.type == "beam" and search.width > 1:
         k = search.width

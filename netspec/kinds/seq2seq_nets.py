@@ -1,11 +1,17 @@
 """The seq2seq networks beyond the layer lists: attention, the bridge from the encoder's
-final state to the decoder's first, and the decoder that wires its layers around them."""
+final state to the decoder's first, and the two decoders: a recurrent one that wires its
+layers around them, and a transformer one whose layers attend to the encoder themselves.
+
+Both decoders take (tokens, state, memory) and return (logits, state); `begin(encoder
+state)` gives the state decoding starts from: the bridge's output for a recurrent decoder,
+an empty key/value cache for a transformer."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from ..compiler import Recurrent
+from ..compiler.attention import MultiheadAttention, PositionEmbedding, TransformerDecoderLayer, TransformerEncoderLayer
 
 
 class Attention(nn.Module):
@@ -100,6 +106,9 @@ class Decoder(nn.Module):
         self.head_names, self.tail_names = [n for n, _ in head], [n for n, _ in tail]
         self._register_load_state_dict_pre_hook(self._old_keys)
 
+    def begin(self, state):
+        return self.bridge(state)
+
     def forward(self, tokens, state, memory):
         keys, mask = memory
         x = tokens
@@ -139,3 +148,59 @@ def tail_names(head: list, tail: list) -> dict:
         if getattr(layer, "activation", None) is not None:
             out[f"{old}_{layer.activation.type}"] = f"{new}_{layer.activation.type}"
     return out
+
+
+class Steps:
+    """A transformer decoder's state while decoding: each attention layer's keys and values
+    (and its memory projections), and how many positions are already decoded."""
+
+    def __init__(self):
+        self.caches: dict[str, dict] = {}
+        self.pos = 0
+
+    def reorder(self, rows):
+        """Beam search keeps some hypotheses and drops others: pick their cached rows."""
+        def pick(c):
+            for k, v in c.items():
+                c[k] = pick(v) if isinstance(v, dict) else v[rows]
+            return c
+        for c in self.caches.values():
+            pick(c)
+        return self
+
+
+class TransformerDecoder(nn.Module):
+    """embedding -> [position_embedding] -> transformer_decoder_layer x N (each attending to
+    the encoder's outputs) -> layers -> projection. A whole teacher-forced target runs in one
+    causal pass; decoding feeds one token at a time against the cached keys and values, so a
+    step costs one position, not the whole prefix."""
+
+    def __init__(self, layers: list[tuple[str, nn.Module]], projection: nn.Linear):
+        super().__init__()
+        for name, m in layers:
+            self.add_module(name, m)
+        self.names, self.projection = [n for n, _ in layers], projection
+
+    def begin(self, state):
+        return Steps()
+
+    def forward(self, tokens, state: Steps | None, memory):
+        keys, real = memory
+        pad = ~real  # the attention modules take True at padding
+        at = state.pos if state is not None else 0
+        x = tokens
+        for name in self.names:
+            m = self._modules[name]
+            cache = state.caches.setdefault(name, {}) if state is not None else None
+            if isinstance(m, TransformerDecoderLayer):
+                # the target's own padding sits after its real tokens, which causal attention never reads
+                x = m(x, keys, cache=cache, memory_mask=pad)
+            elif isinstance(m, (TransformerEncoderLayer, MultiheadAttention)):  # causal (checked)
+                x = m(x, cache=cache)
+            elif isinstance(m, PositionEmbedding):
+                x = m(x, at)
+            else:
+                x = m(x)
+        if state is not None:
+            state.pos += tokens.shape[1]
+        return self.projection(x), state

@@ -2,13 +2,19 @@
 and the wiring between them.
 
     encoder.layers   embedding first; recurrent layers (rnn/lstm/gru, stacked with
-                     num_layers); dropout, linear, layer_norm and activations between.
-                     Its outputs are what attention reads; the final state of its last
-                     recurrent layer seeds the decoder.
-    decoder.layers   embedding first, then exactly one recurrent layer (one-way), then
-                     optional per-step layers. With attention, the layers after the
-                     recurrent layer read [its output, the attention context] side by side.
-                     A projection to the target vocabulary is added at the end.
+                     num_layers) and/or position_embedding, transformer_encoder_layer and
+                     multi_head_attention (padding masked); dropout, linear, layer_norm and
+                     activations between. Its outputs are what the decoder attends to; the
+                     final state of its last recurrent layer (if any) seeds a recurrent decoder.
+    decoder.layers   one of two shapes, each ending in an added projection to the target
+                     vocabulary:
+                     recurrent: embedding, then exactly one recurrent layer (one-way), then
+                       optional per-step layers. With attention, the layers after the
+                       recurrent layer read [its output, the attention context] side by side.
+                     transformer: embedding, [position_embedding], transformer_decoder_layer
+                       layers (each attends causally to the target so far and to the
+                       encoder's outputs), optional per-step layers; no attention or bridge
+                       settings. Decoding caches each layer's keys and values.
 
 Token ids: <PAD> 0, <GO> 1, <EOS> 2, <UNK> 3, then the data's tokens by frequency.
 """
@@ -72,9 +78,11 @@ class Seq2SeqEncoder(Strict):
 
 class Seq2SeqDecoder(Strict):
     layers: Annotated[list[LayerSpec], Field(min_length=1)]
+    # a recurrent decoder's view of the encoder's outputs (a transformer decoder has its own)
     attention: AttentionSpec | None = None
-    # how the encoder's final state starts the decoder: copy (same layers and size), linear
-    # (a learned projection, tanh for h), zeros (only with attention), auto: copy when it fits
+    # how the encoder's final state starts a recurrent decoder: copy (same layers and size), linear
+    # (a learned projection, tanh for h), zeros (only with attention), auto: copy when it fits,
+    # zeros when the encoder has no recurrent layer
     bridge: Literal["auto", "copy", "linear", "zeros"] = "auto"
     max_length: Size = 50  # longest target (tokens before <EOS>): in training data and when decoding
     teacher_forcing: Annotated[float, Field(ge=0, le=1)] = 1.0  # share of steps fed the true token
