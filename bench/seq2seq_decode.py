@@ -26,6 +26,7 @@ import torch
 
 import netspec
 from netspec.kinds import seq2seq as Q
+from netspec.kinds import seq2seq_search as S
 from netspec.spec.seq2seq import Greedy
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "sort_letters_transformer.yaml"
@@ -48,7 +49,7 @@ def prefix_greedy(m, src, length):
         logits = m["decoder"](seq, None, (keys, mask))[0][:, -1]
         logits[:, [Q.PAD_ID, Q.GO_ID]] = float("-inf")
         seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], 1)
-    return [Q._cut(r)[:length] for r in seq[:, 1:].tolist()]
+    return [S.cut(r)[:length] for r in seq[:, 1:].tolist()]
 
 
 def timed(fn):

@@ -124,7 +124,8 @@ def test_seq2seq_exports_encoder_and_decoder_step_and_the_readme_loop_runs(runs,
     assert [f.name for f in files] == ["s2s.encoder.onnx", "s2s.decoder.onnx", "s2s.json"]
     # one decoder step agrees with netspec's own (packed) encoder and step
     words = ["hello", "cab", "abc", "zebra", "sort", "letters", "ox"]
-    from netspec.kinds.seq2seq import ids, stepper
+    from netspec.kinds.seq2seq import ids
+    from netspec.kinds.seq2seq_search import stepper
     src = ids([list(w) for w in words], run.info["source_vocab"])
     pad = np.zeros((len(words), run.spec.encoder.max_length), np.int64)
     pad[:, :src.shape[1]] = src.numpy()

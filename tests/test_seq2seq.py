@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import netspec
 from netspec.kinds import seq2seq as Q
+from netspec.kinds import seq2seq_search as S
 from netspec.kinds import report
 from netspec.errors import RunError, SpecError
 from netspec.engine.runs import evaluate_run
@@ -201,9 +202,9 @@ class Table:
 
 def test_beam_search_finds_the_best_sequence_that_greedy_misses():
     step = Table()
-    assert Q.greedy(step, None, 1, max_length=4) == [[4]]  # a <EOS>
-    assert Q.beam_search(step, None, 1, width=2, max_length=4) == [[5]]  # b, then <EOS>
-    assert Q.beam_search(step, None, 3, width=3, max_length=4) == [[5]] * 3  # batched samples
+    assert S.greedy(step, None, 1, max_length=4) == [[4]]  # a <EOS>
+    assert S.beam_search(step, None, 1, width=2, max_length=4) == [[5]]  # b, then <EOS>
+    assert S.beam_search(step, None, 3, width=3, max_length=4) == [[5]] * 3  # batched samples
 
 
 def test_beam_of_width_one_is_greedy_on_a_real_model():

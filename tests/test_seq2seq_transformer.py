@@ -12,6 +12,7 @@ import netspec
 from netspec.errors import SpecError
 from netspec.kinds import report
 from netspec.kinds import seq2seq as Q
+from netspec.kinds import seq2seq_search as S
 from netspec.spec.seq2seq import Beam, Greedy
 
 SPEC = """
@@ -91,7 +92,7 @@ def _no_cache_greedy(m, src, max_length):
         logits = m["decoder"](seq, None, (keys, mask))[0][:, -1]
         logits[:, [Q.PAD_ID, Q.GO_ID]] = float("-inf")
         seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], 1)
-    return [Q._cut(r)[:max_length] for r in seq[:, 1:].tolist()]
+    return [S.cut(r)[:max_length] for r in seq[:, 1:].tolist()]
 
 
 def test_greedy_and_beam_decode_over_the_cache():
@@ -204,7 +205,7 @@ def test_the_transformer_spec_trains_translates_and_exports(cli, tmp_path):
     for _ in range(meta["max_length"] + 1):
         logp = decoder.run(None, {"prefix": prefix, "keys": keys, "mask": mask})[0]
         prefix = np.concatenate([prefix, logp.argmax(-1)[:, None]], 1)
-    got = [Q._cut(row)[:meta["max_length"]] for row in prefix[:, 1:].tolist()]
+    got = [S.cut(row)[:meta["max_length"]] for row in prefix[:, 1:].tolist()]
     with torch.no_grad():
         assert got == Q.decode(netspec.load_run(run).model, src, Greedy(), meta["max_length"])
 

@@ -121,7 +121,7 @@ class DecoderStep(nn.Module):
         self.lstm = _state_shape(decoder)[2]
 
     def forward(self, tokens, keys, mask, h, c=None):
-        from ..kinds.seq2seq import stepper
+        from ..kinds.seq2seq_search import stepper
         logp, state = stepper(self.decoder, (keys, mask))(tokens, (h, c) if self.lstm else h)
         return (logp, *state) if self.lstm else (logp, state)
 

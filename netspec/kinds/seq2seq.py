@@ -1,19 +1,25 @@
-"""`kind: seq2seq`: the encoder-decoder of the notes (week 9), in one file.
+"""`kind: seq2seq`: the encoder-decoder of the notes (week 9), recurrent or transformer.
 
     data     sequence pairs -> vocabularies from the train split (<PAD> <GO> <EOS> <UNK>
              first) -> padded id tensors; a target y is framed as <GO> y (decoder input)
              and y <EOS> (what it must predict)
-    model    encoder: its layer list over the source (recurrent layers packed, so padding
-             changes nothing) -> outputs and the last recurrent layer's final state;
-             decoder: bridge(final state) -> first state; embedding -> recurrent ->
-             [attention over the encoder outputs] -> layers -> projection to the vocabulary
+    model    encoder: its layer list over the source (recurrent layers packed, attention
+             masked, so padding changes nothing) -> outputs and the last recurrent
+             layer's final state (if any);
+             recurrent decoder: bridge(final state) -> first state; embedding ->
+             recurrent -> [attention over the encoder outputs] -> layers -> projection;
+             transformer decoder: embedding -> [positions] -> transformer_decoder_layer
+             layers (causal self-attention, cross-attention to the encoder outputs) ->
+             layers -> projection to the vocabulary (networks: seq2seq_nets.py)
     train    teacher forcing: the true previous token is the input (for a share
              `teacher_forcing` of the steps; otherwise the model's own last guess);
              cross-entropy over target tokens, padding ignored
     decode   from <GO>, feed back the decoded token until <EOS> or decoder.max_length:
-             greedy, or beam search
+             greedy, or beam search (seq2seq_search.py); a transformer decoder keeps
+             each layer's keys and values, so each step runs one position
     metrics  loss, accuracy (per token) and perplexity with teacher forcing; exact_match
-             and bleu on decoded sequences (train: the first 2,000 training pairs)
+             and bleu on decoded sequences (train: the first 2,000 training pairs, on
+             diagnostic epochs)
 """
 from __future__ import annotations
 
@@ -31,8 +37,9 @@ from ..errors import RunError, SpecError
 from ..spec import layers as L
 from .base import Kind
 from .seq2seq_nets import Attention, Bridge, Decoder, TransformerDecoder, tail_names
+from .seq2seq_search import EOS_ID, GO_ID, PAD_ID, beam_search, greedy, reorder, stepper
 
-PAD_ID, GO_ID, EOS_ID, UNK_ID = 0, 1, 2, 3  # the order of text.SEQ2SEQ_SPECIALS
+UNK_ID = 3  # after <PAD> <GO> <EOS>: the order of text.SEQ2SEQ_SPECIALS
 RECURRENT = {"rnn", "lstm", "gru"}
 SELF_ATTENTION = {"multi_head_attention", "transformer_encoder_layer"}
 ATTENTION = {*SELF_ATTENTION, "transformer_decoder_layer", "position_embedding"}
@@ -325,81 +332,6 @@ def teacher_forced(model, src, tgt, ratio: float = 1.0):
             own = logits[:, -1].argmax(-1)
             tok = torch.where(torch.rand(len(tok), device=tok.device) < ratio, tgt_in[:, t + 1], own)
     return torch.cat(out, 1)
-
-
-def reorder(state, rows):
-    """A decoder state with its batch rows picked (beam search follows its hypotheses)."""
-    if state is None:
-        return None
-    if hasattr(state, "reorder"):  # a transformer's key/value cache
-        return state.reorder(rows)
-    if isinstance(state, tuple):
-        return tuple(s[:, rows] for s in state)
-    return state[:, rows]
-
-
-def stepper(decoder, memory):
-    """step(tokens [N], state) -> (log-probabilities [N, V], state); <PAD> and <GO> are never outputs."""
-    def step(tokens, state):
-        logits, state = decoder(tokens[:, None], state, memory)
-        logits = logits[:, -1].float()
-        logits[:, [PAD_ID, GO_ID]] = float("-inf")
-        return torch.log_softmax(logits, -1), state
-    return step
-
-
-def _cut(row: list[int]) -> list[int]:
-    return row[:row.index(EOS_ID)] if EOS_ID in row else row
-
-
-def greedy(step, state, batch: int, max_length: int, device=None) -> list[list[int]]:
-    tok = torch.full((batch,), GO_ID, dtype=torch.long, device=device)
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
-    out = []
-    for _ in range(max_length + 1):  # max_length tokens, then <EOS>
-        logp, state = step(tok, state)
-        tok = logp.argmax(-1).masked_fill(done, PAD_ID)
-        out.append(tok)
-        done = done | (tok == EOS_ID)
-        if bool(done.all()):
-            break
-    return [_cut(r)[:max_length] for r in torch.stack(out, 1).tolist()]
-
-
-def beam_search(step, state, batch: int, width: int, max_length: int, length_penalty: float = 0.0,
-                device=None) -> list[list[int]]:
-    """Keep the `width` most likely hypotheses of each sample (rows b*width .. b*width+width-1
-    of `state`). A hypothesis that emitted <EOS> stays in the beam with its score frozen (it
-    can only be extended by <PAD>, at no cost), competing with the live ones. The result is
-    the best by log-probability / ((5 + length) / 6) ** length_penalty."""
-    k = width
-    scores = torch.full((batch, k), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # all beams start identical: expand one
-    tok = torch.full((batch * k,), GO_ID, dtype=torch.long, device=device)
-    seqs = torch.zeros((batch * k, 0), dtype=torch.long, device=device)
-    finished = torch.zeros(batch * k, dtype=torch.bool, device=device)
-    frozen = None
-    for _ in range(max_length + 1):
-        logp, state = step(tok, state)
-        V = logp.shape[-1]
-        if frozen is None:
-            frozen = torch.full((V,), float("-inf"), device=logp.device)
-            frozen[PAD_ID] = 0.0
-        logp = torch.where(finished[:, None], frozen, logp)
-        scores, pick = (scores.reshape(-1, 1) + logp).reshape(batch, k * V).topk(k, -1)
-        rows = (torch.arange(batch, device=logp.device)[:, None] * k + pick // V).reshape(-1)
-        tok = (pick % V).reshape(-1)
-        state = reorder(state, rows)
-        seqs = torch.cat([seqs[rows], tok[:, None]], 1)
-        finished = finished[rows] | (tok == EOS_ID)
-        if bool(finished.all()):
-            break
-    is_eos = seqs == EOS_ID
-    lengths = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, torch.tensor(seqs.shape[1]))
-    norm = scores.reshape(-1) / ((5 + lengths.float()) / 6) ** length_penalty
-    best = norm.reshape(batch, k).argmax(-1)
-    picked = seqs.reshape(batch, k, -1)[torch.arange(batch), best]
-    return [_cut(r)[:max_length] for r in picked.tolist()]
 
 
 @torch.no_grad()
