@@ -215,3 +215,15 @@ def test_a_shared_vocabulary_ties_the_transformer_embeddings():
     m = netspec.build(spec)
     assert m["encoder"].embedding_1 is m["decoder"].embedding_1
     assert report(spec)["parameters"] == sum(p.numel() for p in m.parameters())  # the table counted once
+
+
+def test_the_python_example_runs(tmp_path):
+    import subprocess
+    import sys
+    from conftest import ROOT
+    p = subprocess.run([sys.executable, ROOT / "examples" / "sort_letters_transformer.py", "--epochs", "1",
+                        "--out", tmp_path], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("test exact match") and lines[1].startswith("greedy: {'hello': ")
+    assert lines[2].startswith("beam 4: {'hello': ")
