@@ -227,3 +227,9 @@ def test_the_python_example_runs(tmp_path):
     lines = p.stdout.splitlines()
     assert lines[0].startswith("test exact match") and lines[1].startswith("greedy: {'hello': ")
     assert lines[2].startswith("beam 4: {'hello': ")
+
+
+def test_settings_problems_come_with_the_layer_problems_found_by_building():
+    ps = _problems(dec="transformer_decoder_layer: {nhead: 5, causal: false}", extra="  attention: general")
+    assert {p.path for p in ps} == {"decoder.layers.1.transformer_decoder_layer.causal", "decoder.attention",
+                                    "decoder.layers.1.transformer_decoder_layer"}, [str(p) for p in ps]

@@ -92,8 +92,9 @@ class _Shifted:
         return self.spec.problem(path, message)
 
 
-def _check_layers(spec, side: str, problems: list) -> list[int]:
-    """Layers a step-by-step decoder (and a packed encoder) can run; the recurrent positions."""
+def _check_layers(spec, side: str, problems: list, soft: list) -> list[int]:
+    """Layers a step-by-step decoder (and a packed encoder) can run; the recurrent positions.
+    `soft` gets the problems that still let the networks be built (and checked further)."""
     rec = []
     layers = getattr(spec, side).layers
     recurrent = any(layer.type in RECURRENT for layer in layers)
@@ -119,11 +120,9 @@ def _check_layers(spec, side: str, problems: list) -> list[int]:
                                                "transformer_decoder_layer layers)"))
         elif side == "decoder" and layer.type in SELF_ATTENTION | {"transformer_decoder_layer"} \
                 and not layer.causal:
-            problems.append(spec.problem((*here, "causal"), "a decoder writes left to right: its self-attention "
-                                                            "must not see later tokens; remove 'causal: false'"
-                                         if layer.type == "transformer_decoder_layer" else
-                                         "a decoder writes left to right: its self-attention must not see later "
-                                         "tokens; set causal: true"))
+            fix = "remove 'causal: false'" if layer.type == "transformer_decoder_layer" else "set causal: true"
+            soft.append(spec.problem((*here, "causal"), "a decoder writes left to right: its self-attention must "
+                                                        f"not see later tokens; {fix}"))
         elif layer.type in RECURRENT:
             rec.append(i)
             if layer.output != "sequence":
@@ -144,18 +143,19 @@ def compile(spec, ctx: dict) -> dict[str, Compiled]:
     if spec.vocab.shared and sv != tv:
         raise SpecError([spec.problem(("vocab", "shared"), f"a shared vocabulary has one size, but the source's "
                                                            f"is {sv} and the target's {tv}")])
-    enc_rec = _check_layers(spec, "encoder", problems)
-    dec_rec = _check_layers(spec, "decoder", problems)
+    soft: list = []  # problems that still let the networks be built: reported with everything found there
+    enc_rec = _check_layers(spec, "encoder", problems, soft)
+    dec_rec = _check_layers(spec, "decoder", problems, soft)
     att = spec.decoder.attention
     transformer = not dec_rec and any(x.type == "transformer_decoder_layer" for x in spec.decoder.layers)
     if transformer:
         if att is not None:
-            problems.append(spec.problem(("decoder", "attention"), "a transformer decoder reads the encoder "
-                                                                   "through its transformer_decoder_layer layers: "
-                                                                   "remove decoder.attention"))
+            soft.append(spec.problem(("decoder", "attention"), "a transformer decoder reads the encoder "
+                                                               "through its transformer_decoder_layer layers: "
+                                                               "remove decoder.attention"))
         if spec.decoder.bridge != "auto":
-            problems.append(spec.problem(("decoder", "bridge"), "a transformer decoder has no recurrent state "
-                                                                "to start from the encoder's: remove decoder.bridge"))
+            soft.append(spec.problem(("decoder", "bridge"), "a transformer decoder has no recurrent state "
+                                                            "to start from the encoder's: remove decoder.bridge"))
     elif len(dec_rec) != 1:
         problems.append(spec.problem(("decoder", "layers"), f"the decoder has exactly one recurrent layer (stack "
                                                             f"cells with num_layers: N), or it is a transformer "
@@ -178,7 +178,8 @@ def compile(spec, ctx: dict) -> dict[str, Compiled]:
                                                                 f"bridge: zeros (the decoder reads the source "
                                                                 f"through attention)"))
     if problems:
-        raise SpecError(problems)
+        raise SpecError(problems + soft)
+    problems = soft
     enc = compile_network(spec, _net(spec.encoder.layers), ("encoder",), problems,
                           {"vocab_size": sv, "pad_index": PAD_ID}, input_shape=[spec.encoder.max_length])
     T = spec.decoder.max_length + 1  # <GO> y, or y <EOS>
