@@ -230,7 +230,9 @@ def export(run_dir, fmt, output, checkpoint):
               help="How many samples  [default: 64 images for a GAN, 1 text for a language model]")
 @OUTPUT_FILE
 @deprecated("--out", "old_out")
-@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Lower is more conservative: a language model divides its logits by it (0: always the "
+                   "most likely token); a GAN scales its noise (above 0).")
 @click.option("--prime", default="", help="Language model: text to start from.")
 @click.option("--length", default=200, show_default=True, type=click.IntRange(1))
 @click.option("--label", type=int, default=None, help="Conditional GAN: the class to generate.")

@@ -120,3 +120,6 @@ def test_sample_takes_n_and_output_and_the_old_out_with_a_warning(tanh_reshape_r
     with pytest.raises(netspec.SpecError) as e:
         sample_run(tanh_reshape_run, out=tmp_path / "x.txt")
     assert e.value.problems[0].path == "out"
+    r = run_cli("sample", tanh_reshape_run, "--temperature", 0, "-o", tmp_path / "z.npy", env=env)
+    assert r.returncode == 2 and "--temperature: temperature 0: give a value above 0; a GAN's temperature " \
+        "scales its noise, and at 0 every sample would be the same" in r.stderr, r.stderr

@@ -113,6 +113,10 @@ def test_char_lm_trains_and_samples(tmp_path, cli):
     cold = sample_run(run, n=3, prime="the cat", length=40, temperature=0.05, seed=2)
     hot = sample_run(run, n=3, prime="the cat", length=40, temperature=5.0, seed=2)
     assert len(set(cold)) < len(set(hot)) == 3  # low temperature: (nearly) always the likeliest text
+    greedy = sample_run(run, n=2, prime="the cat", length=40, temperature=0, seed=1)
+    assert greedy[0] == greedy[1] == sample_run(run, prime="the cat", length=40, temperature=0, seed=2)[0]
+    with pytest.raises(SpecError, match="temperature -1: give 0 \\(always the most likely token\\) or more"):
+        sample_run(run, prime="the cat", temperature=-1)
     sample_run(run, n=2, length=10, out=tmp_path / "s.txt")
     assert (tmp_path / "s.txt").read_text().count("--- sample") == 2
     with pytest.raises(RunError, match="never saw: 'x', 'y', 'z'"):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..engine.runs import checkpoint_path, load_checkpoint, open_run
-from ..errors import Problem, RunError, SpecError
+from ..errors import Problem, RunError, SpecError, arg
 from . import graphs as G
 from . import inputs as I
 
@@ -209,7 +209,15 @@ class Run:
     @torch.no_grad()
     def sample(self, n=None, temperature=1.0, label=None, seed=0, prime="", length=200):
         """A GAN: n samples [n, ...] in the data's range (label: the class of a conditional one;
-        default every class in turn). A language model: n texts of `length` tokens after `prime`."""
+        default every class in turn). A language model: n texts of `length` tokens after `prime`
+        (temperature 0: always the most likely token)."""
+        if self.language_model and temperature < 0:
+            raise SpecError([Problem(arg("temperature"), f"temperature {temperature:g}: give 0 (always the most "
+                                     "likely token) or more; the logits are divided by it", str(self.folder))])
+        if self.kind == "gan" and temperature <= 0:
+            raise SpecError([Problem(arg("temperature"), f"temperature {temperature:g}: give a value above 0; a "
+                                     "GAN's temperature scales its noise" + (", and at 0 every sample would be "
+                                     "the same" if temperature == 0 else ""), str(self.folder))])
         if self.language_model:
             from ..kinds.network import sample_texts
             if label is not None:

@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import data as D
 from ..compiler import check_size, compile_network, materialize
+from ..compiler.incremental import Incremental, why_not as why_not_incremental
 from ..errors import RunError, SpecError
 from ..data.augment import generator_for
 from ..data.text import detokenize, tokenize
@@ -370,20 +371,53 @@ def _start(vocab: list[str], prime: list[str], rng) -> tuple[list[str], bool]:
     return [vocab[int(rng.integers(len(vocab)))]], False
 
 
-def generate(model, start: list[int], n: int, length: int, temperature: float, window: int, generator):
-    """n continuations of `start`, each `length` tokens, sampled from softmax(logits / T).
-
-    Each step reads the last `window` tokens (the training length): exactly the kind of
-    input the model was trained on, from a zero state."""
+def _next_token(out, temperature: float, generator):
+    """The next token per row from the last step's logits: sampled from softmax(logits / T),
+    or the most likely one when T is 0 (drawn on the CPU, where the generator lives)."""
     import torch
-    x = torch.tensor([start] * n, dtype=torch.long)
-    for _ in range(length):
-        out = model(x[:, -window:])
-        if out.dim() != 3:
-            raise RunError(f"this network outputs {list(out.shape[1:])} per sample; a language model outputs "
-                           "[time, vocabulary] (a linear: vocab layer over a sequence)")
-        probs = torch.softmax(out[:, -1].float() / temperature, -1)
-        x = torch.cat([x, torch.multinomial(probs, 1, generator=generator)], 1)
+    if out.dim() != 3:
+        raise RunError(f"this network outputs {list(out.shape[1:])} per sample; a language model outputs "
+                       "[time, vocabulary] (a linear: vocab layer over a sequence)")
+    logits = out[:, -1].float().cpu()
+    if temperature == 0:
+        return logits.argmax(-1, keepdim=True).to(out.device)
+    return torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=generator).to(out.device)
+
+
+def generate(model, start: list[int], n: int, length: int, temperature: float, window: int, generator,
+             cached: bool | None = None):
+    """n continuations of `start`, each `length` tokens, sampled from softmax(logits / T)
+    (T = 0: always the most likely token).
+
+    A causal network (compiler.incremental: embeddings, causal attention, per-step layers)
+    runs on each new token only, with keys and values cached; any other network re-runs the
+    last `window` tokens (the training length) for each new token, from a zero state. The
+    two give the same tokens while the text fits in the window. Past it, learned positions
+    run out, so the cached path starts again from the last window // 2 tokens (one pass
+    over them every window // 2 new tokens): a token then sees between half the window and
+    the whole of it, where the re-run path always sees the whole window. `cached` forces a
+    path (None: cached when the network allows it)."""
+    import torch
+    device = next(model.parameters()).device
+    x = torch.tensor([start] * n, dtype=torch.long, device=device)
+    if cached is None:
+        cached = why_not_incremental(model) is None
+    if not cached:
+        for _ in range(length):
+            x = torch.cat([x, _next_token(model(x[:, -window:]), temperature, generator)], 1)
+        return x[:, len(start):].tolist()
+    steps = Incremental(model)
+    out = steps.step(x[:, -window:])
+    for i in range(length):
+        token = _next_token(out, temperature, generator)
+        x = torch.cat([x, token], 1)
+        if i == length - 1:
+            break
+        if steps.offset < window:
+            out = steps.step(token)
+        else:  # no position left for the new token: start again from the window's second half
+            steps.reset()
+            out = steps.step(x[:, -max(1, window // 2):])
     return x[:, len(start):].tolist()
 
 

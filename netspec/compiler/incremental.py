@@ -1,0 +1,102 @@
+"""Running a causal network on new steps only, with each self-attention's keys and values cached.
+
+A language model samples a token, appends it and runs again. Re-running the window costs
+the whole window per new token; with keys and values kept, a new token costs one position
+(and one query against the cached keys). That gives the same outputs only when every layer
+is causal: a step's output depends on that step and earlier ones, and on nothing else.
+`why_not` checks that layer by layer and names the first layer that is not; the caller then
+re-runs the window instead.
+
+Causal, as run here: token embeddings, position embeddings (read from the cached offset),
+causal self-attention and causal transformer encoder layers (keys and values cached), and
+layers that treat each step on its own (linear, layer norm, dropout, activations, add,
+concat over features), in a chain or wired through `inputs`, blocks and repeats included.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .attention import MultiheadAttention, PositionEmbedding, TransformerEncoderLayer
+from .modules import Add, Concat, Graph, Repeat
+
+# each step on its own: outputs at a step read only that step's inputs
+PER_STEP = (nn.Embedding, nn.Linear, nn.LayerNorm, nn.Dropout, nn.Identity, nn.ReLU, nn.LeakyReLU,
+            nn.ELU, nn.GELU, nn.SELU, nn.SiLU, nn.Sigmoid, nn.Tanh, Add)
+FEATURE_DIMS = (-1, 2)  # the features of [batch, time, features]
+
+
+def _attention(module):
+    return module.self_attn if isinstance(module, TransformerEncoderLayer) else module
+
+
+def why_not(model: nn.Module) -> str | None:
+    """None when `model` can run on new steps only; otherwise why not, naming the layer."""
+    if getattr(model, "pad_index", None) is not None:
+        return "its token input is padded (<PAD>), and padding masks need the whole window"
+    return _why_not(model, "the network", None)
+
+
+def _why_not(module, name: str, wired) -> str | None:
+    if isinstance(module, Graph):
+        for child, inputs in module.wiring:
+            reason = _why_not(module._modules[child], child, inputs)
+            if reason:
+                return reason
+        return None
+    if isinstance(module, Repeat):
+        return next((r for part in module if (r := _why_not(part, name, None))), None)
+    if isinstance(module, (MultiheadAttention, TransformerEncoderLayer)):
+        if wired is not None and len(wired) > 1:
+            return f"'{name}' attends to a second input (cross-attention)"
+        if not _attention(module).causal:
+            return f"'{name}' is not causal (each step attends to the whole window); set causal: true"
+        return None
+    if isinstance(module, (nn.Softmax, nn.LogSoftmax, Concat)):
+        return None if module.dim in FEATURE_DIMS else f"'{name}' works along time (dim {module.dim})"
+    if isinstance(module, PositionEmbedding) or isinstance(module, PER_STEP):
+        return None
+    return f"'{name}' ({type(module).__name__}) reads more than one step at a time"
+
+
+class Incremental:
+    """Feeds a causal network new steps only: `step(x)` takes token ids [batch, new steps]
+    that follow the ones already fed and returns the network's outputs for them.
+    `reset()` forgets everything fed so far (the next call starts at position 0)."""
+
+    def __init__(self, model: nn.Module):
+        reason = why_not(model)
+        if reason:
+            raise ValueError(f"this network cannot run step by step: {reason}")
+        self.model = model
+        self.reset()
+
+    def reset(self) -> None:
+        self.caches: dict[nn.Module, dict] = {}
+        self.offset = 0  # steps fed since the last reset (the position of the next one)
+
+    def step(self, x):
+        out = self._run(self.model, x)
+        self.offset += x.shape[1]
+        return out
+
+    def _run(self, module, *xs):
+        if isinstance(module, Graph):
+            if module.chain:
+                (x,) = xs
+                for child in module._modules.values():
+                    x = self._run(child, x)
+                return x
+            outs = dict(zip(module.inputs, xs))
+            for name, inputs in module.wiring:
+                outs[name] = self._run(module._modules[name], *[outs[i] for i in inputs])
+            return outs[module.output]
+        if isinstance(module, Repeat):
+            (x,) = xs
+            for part in module:
+                x = self._run(part, x)
+            return x
+        if isinstance(module, PositionEmbedding):
+            return module(*xs, offset=self.offset)
+        if isinstance(module, (MultiheadAttention, TransformerEncoderLayer)):
+            return module(*xs, cache=self.caches.setdefault(module, {}))
+        return module(*xs)
