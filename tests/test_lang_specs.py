@@ -39,7 +39,7 @@ def test_gpt_char_model_trains_and_samples(tmp_path):
     run = tmp_path / "char-gpt"
     m = json.loads((run / "metrics.json").read_text())
     assert m["val/perplexity"] == pytest.approx(math.exp(m["val/loss"]))
-    assert m["val/perplexity"] < 20  # well below the ~60 characters' uniform guess after one epoch
+    assert m["val/perplexity"] < 5  # one epoch reaches ~3.1; a uniform guess over the 58 characters, 58
     r = run_cli("sample", run, "--prime", "Olga", "--length", "50", "--seed", "1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("Olga") and len(r.stdout.rstrip("\n")) == 4 + 50

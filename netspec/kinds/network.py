@@ -374,7 +374,6 @@ def _start(vocab: list[str], prime: list[str], rng) -> tuple[list[str], bool]:
 def _next_token(out, temperature: float, generator):
     """The next token per row from the last step's logits: sampled from softmax(logits / T),
     or the most likely one when T is 0 (drawn on the CPU, where the generator lives)."""
-    import torch
     if out.dim() != 3:
         raise RunError(f"this network outputs {list(out.shape[1:])} per sample; a language model outputs "
                        "[time, vocabulary] (a linear: vocab layer over a sequence)")
@@ -397,7 +396,11 @@ def generate(model, start: list[int], n: int, length: int, temperature: float, w
     over them every window // 2 new tokens): a token then sees between half the window and
     the whole of it, where the re-run path always sees the whole window. `cached` forces a
     path (None: cached when the network allows it)."""
-    import torch
+    with torch.inference_mode():  # lighter than no_grad per call: a token costs dozens of small calls
+        return _generate(model, start, n, length, temperature, window, generator, cached)
+
+
+def _generate(model, start, n, length, temperature, window, generator, cached):
     device = next(model.parameters()).device
     x = torch.tensor([start] * n, dtype=torch.long, device=device)
     if cached is None:
