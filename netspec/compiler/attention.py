@@ -93,7 +93,9 @@ class MultiheadAttention(nn.Module):
         S = k.shape[2]
         keep = _keep(mask, S)
         causal = self.causal and memory is None
-        if causal and (keep is not None or offset):
+        if causal and offset and T == 1 and keep is None:
+            causal = False  # one new step after the cached ones sees them all: no mask to build
+        elif causal and (keep is not None or offset):
             tri = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(offset)
             keep = tri if keep is None else keep & tri
             causal = False

@@ -11,12 +11,16 @@ Causal, as run here: token embeddings, position embeddings (read from the cached
 causal self-attention and causal transformer encoder layers (keys and values cached), and
 layers that treat each step on its own (linear, layer norm, dropout, activations, add,
 concat over features), in a chain or wired through `inputs`, blocks and repeats included.
+
+A seq2seq transformer decoder runs the same way: its transformer_decoder_layer layers read
+the encoder's outputs (the memory, given with each step; their projections are cached
+too), and beam search picks cached rows with `reorder`.
 """
 from __future__ import annotations
 
 from torch import nn
 
-from .attention import MultiheadAttention, PositionEmbedding, TransformerEncoderLayer
+from .attention import MultiheadAttention, PositionEmbedding, TransformerDecoderLayer, TransformerEncoderLayer
 from .modules import Add, Concat, Graph, Repeat
 
 # each step on its own: outputs at a step read only that step's inputs
@@ -61,13 +65,18 @@ def _why_not(module, name: str, wired) -> str | None:
 class Incremental:
     """Feeds a causal network new steps only: `step(x)` takes token ids [batch, new steps]
     that follow the ones already fed and returns the network's outputs for them.
-    `reset()` forgets everything fed so far (the next call starts at position 0)."""
+    `reset()` forgets everything fed so far (the next call starts at position 0).
 
-    def __init__(self, model: nn.Module):
-        reason = why_not(model)
-        if reason:
-            raise ValueError(f"this network cannot run step by step: {reason}")
+    Without a model (a seq2seq decoder, whose layers are causal by construction), `run`
+    feeds one module at a time and `advance` moves the position on."""
+
+    def __init__(self, model: nn.Module | None = None):
+        if model is not None:
+            reason = why_not(model)
+            if reason:
+                raise ValueError(f"this network cannot run step by step: {reason}")
         self.model = model
+        self.memory = None  # (keys [B, S, D], padding mask [B, S], True at padding) for decoder layers
         self.reset()
 
     def reset(self) -> None:
@@ -78,6 +87,24 @@ class Incremental:
         out = self._run(self.model, x)
         self.offset += x.shape[1]
         return out
+
+    def run(self, module: nn.Module, x, memory=None):
+        """One module (and what it holds) on new steps at the current position."""
+        self.memory = memory
+        return self._run(module, x)
+
+    def advance(self, steps: int) -> None:
+        self.offset += steps
+
+    def reorder(self, rows) -> "Incremental":
+        """Keep the cached rows `rows` (beam search follows its surviving hypotheses)."""
+        def pick(c):
+            for k, v in c.items():
+                c[k] = pick(v) if isinstance(v, dict) else v[rows]
+            return c
+        for c in self.caches.values():
+            pick(c)
+        return self
 
     def _run(self, module, *xs):
         if isinstance(module, Graph):
@@ -99,4 +126,8 @@ class Incremental:
             return module(*xs, offset=self.offset)
         if isinstance(module, (MultiheadAttention, TransformerEncoderLayer)):
             return module(*xs, cache=self.caches.setdefault(module, {}))
+        if isinstance(module, TransformerDecoderLayer) and self.memory is not None:
+            # the target's own padding sits after its real tokens, which causal attention never reads
+            keys, pad = self.memory
+            return module(*xs, keys, cache=self.caches.setdefault(module, {}), memory_mask=pad)
         return module(*xs)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..compiler import Recurrent
-from ..compiler.attention import MultiheadAttention, PositionEmbedding, TransformerDecoderLayer, TransformerEncoderLayer
+from ..compiler.incremental import Incremental
 
 
 class Attention(nn.Module):
@@ -150,30 +150,11 @@ def tail_names(head: list, tail: list) -> dict:
     return out
 
 
-class Steps:
-    """A transformer decoder's state while decoding: each attention layer's keys and values
-    (and its memory projections), and how many positions are already decoded."""
-
-    def __init__(self):
-        self.caches: dict[str, dict] = {}
-        self.pos = 0
-
-    def reorder(self, rows):
-        """Beam search keeps some hypotheses and drops others: pick their cached rows."""
-        def pick(c):
-            for k, v in c.items():
-                c[k] = pick(v) if isinstance(v, dict) else v[rows]
-            return c
-        for c in self.caches.values():
-            pick(c)
-        return self
-
-
 class TransformerDecoder(nn.Module):
     """embedding -> [position_embedding] -> transformer_decoder_layer x N (each attending to
     the encoder's outputs) -> layers -> projection. A whole teacher-forced target runs in one
-    causal pass; decoding feeds one token at a time against the cached keys and values, so a
-    step costs one position, not the whole prefix."""
+    causal pass; decoding feeds one token at a time, and the state (an `Incremental`) keeps
+    each attention's keys and values, so a step costs one position, not the whole prefix."""
 
     def __init__(self, layers: list[tuple[str, nn.Module]], projection: nn.Linear):
         super().__init__()
@@ -181,26 +162,14 @@ class TransformerDecoder(nn.Module):
             self.add_module(name, m)
         self.names, self.projection = [n for n, _ in layers], projection
 
-    def begin(self, state):
-        return Steps()
+    def begin(self, state) -> Incremental:
+        return Incremental()
 
-    def forward(self, tokens, state: Steps | None, memory):
+    def forward(self, tokens, state: Incremental | None, memory):
         keys, real = memory
-        pad = ~real  # the attention modules take True at padding
-        at = state.pos if state is not None else 0
+        run = state if state is not None else Incremental()  # a whole target: nothing to keep
         x = tokens
         for name in self.names:
-            m = self._modules[name]
-            cache = state.caches.setdefault(name, {}) if state is not None else None
-            if isinstance(m, TransformerDecoderLayer):
-                # the target's own padding sits after its real tokens, which causal attention never reads
-                x = m(x, keys, cache=cache, memory_mask=pad)
-            elif isinstance(m, (TransformerEncoderLayer, MultiheadAttention)):  # causal (checked)
-                x = m(x, cache=cache)
-            elif isinstance(m, PositionEmbedding):
-                x = m(x, at)
-            else:
-                x = m(x)
-        if state is not None:
-            state.pos += tokens.shape[1]
+            x = run.run(self._modules[name], x, (keys, ~real))  # the attention modules take True at padding
+        run.advance(tokens.shape[1])
         return self.projection(x), state

@@ -1,6 +1,6 @@
 """Decoding a seq2seq model, whatever its decoder: greedy and beam search over a step
 function `step(tokens [N], state) -> (log-probabilities [N, V], state)`. A state is a
-recurrent decoder's (h[, c]) or a transformer decoder's key/value cache (`Steps`)."""
+recurrent decoder's (h[, c]) or a transformer decoder's key/value cache (`Incremental`)."""
 from __future__ import annotations
 
 import torch
