@@ -233,3 +233,73 @@ def test_settings_problems_come_with_the_layer_problems_found_by_building():
     ps = _problems(dec="transformer_decoder_layer: {nhead: 5, causal: false}", extra="  attention: general")
     assert {p.path for p in ps} == {"decoder.layers.1.transformer_decoder_layer.causal", "decoder.attention",
                                     "decoder.layers.1.transformer_decoder_layer"}, [str(p) for p in ps]
+
+
+BLOCKS = """
+name: s2s-blocks
+kind: seq2seq
+vocab: {source_size: 12, target_size: 12}
+encoder:
+  max_length: 6
+  blocks:
+    layer: [{transformer_encoder_layer: {nhead: 2, dim_feedforward: 32, dropout: 0.0, norm_first: true}}]
+  layers:
+    - embedding: 16
+    - position_embedding
+    - block: {use: layer, repeat: 3}
+    - layer_norm
+decoder:
+  max_length: 6
+  blocks:
+    layer:                      # a decoder layer and a residual feed-forward, with a parameter
+      params: {ff: 32}
+      layers:
+        - transformer_decoder_layer: {nhead: 2, dim_feedforward: $ff, dropout: 0.0}
+          name: att
+        - linear: 16
+        - add:
+          inputs: [att, linear_1]
+  layers:
+    - embedding: 16
+    - position_embedding
+    - block: {use: layer, repeat: 2, each: [{ff: 8}]}
+optimizer: adam
+"""
+
+
+def test_blocks_build_repeat_and_decode_over_the_cache():
+    spec = netspec.load(BLOCKS)
+    rep = report(spec)
+    names = [r["name"] for r in rep["networks"]["decoder"]["layers"]]
+    assert "layer_1.0.att" in names and "layer_1.1.add_1" in names, names
+    torch.manual_seed(0)
+    m = netspec.build(spec).eval()
+    assert m["decoder"].get_submodule("layer_1.0.att").linear1.out_features == 8  # each: the first copy
+    assert m["decoder"].get_submodule("layer_1.1.att").linear1.out_features == 32
+    assert rep["parameters"] == sum(p.numel() for p in m.parameters())
+    tgt = torch.tensor([[1, 5, 6, 7, 2, 0, 0], [1, 4, 4, 2, 0, 0, 0], [1, 11, 10, 9, 8, 7, 6]])
+    with torch.no_grad():
+        full = Q.teacher_forced(m, SRC, tgt)
+        keys, state, mask = Q.encode(m["encoder"], SRC)
+        state = m["decoder"].begin(state)
+        steps = [m["decoder"](tgt[:, t:t + 1], state, (keys, mask))[0] for t in range(6)]
+        torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
+        assert Q.decode(m, SRC, Greedy(), 6) == _no_cache_greedy(m, SRC, 6)
+
+
+@pytest.mark.parametrize("old, new, path, message", [
+    ("    layer: [{transformer_encoder_layer:", "    layer: [{lstm: 16}, {transformer_encoder_layer:",
+     "encoder.blocks.layer.0.lstm", "cannot be in a seq2seq encoder's block"),
+    ("        - linear: 16\n", "        - linear: 16\n        - flatten\n",
+     "decoder.blocks.layer.layers.2.flatten", "cannot be in a seq2seq decoder"),
+    ("    - block: {use: layer, repeat: 3}", "    - block: {use: layers, repeat: 3}",
+     "encoder.layers.2.block", "did you mean 'layer'"),
+    ("dim_feedforward: $ff, dropout: 0.0}", "dim_feedforward: $ff, dropout: 0.0, causal: false}",
+     "decoder.blocks.layer.layers.0.transformer_decoder_layer.causal", "must not see later tokens"),
+])
+def test_block_problems_point_into_the_block(old, new, path, message):
+    assert old in BLOCKS
+    with pytest.raises(SpecError) as e:
+        report(netspec.load(BLOCKS.replace(old, new)))
+    assert any(p.path == path and message in p.message and p.line for p in e.value.problems), \
+        [str(p) for p in e.value.problems]

@@ -203,7 +203,8 @@ class _Builder:
     def block(self, layer: L.Block, where, ins, prefix, stack):
         blocks = self.network.blocks
         if layer.use not in blocks:
-            raise Bad(f"unknown block '{layer.use}'{suggest(layer.use, blocks) if blocks else '; define it under model.blocks'}")
+            where = ".".join(map(str, self.path)) + ".blocks"
+            raise Bad(f"unknown block '{layer.use}'{suggest(layer.use, blocks) if blocks else f'; define it under {where}'}")
         if layer.use in stack:
             raise Bad(f"block '{layer.use}' uses itself (through {' -> '.join(stack)})")
         definition = blocks[layer.use]
@@ -222,7 +223,7 @@ class _Builder:
         shape, dtype = ins[0]
         if params is None and (layer.params or layer.each):
             raise Bad(f"block '{layer.use}' has no params, so a use passes no params or each; "
-                      f"declare them in model.blocks.{layer.use}.params")
+                      f"declare them in {'.'.join(map(str, self.path))}.blocks.{layer.use}.params")
         for key in [*layer.params, *(k for e in layer.each for k in e)]:
             if key not in (params or {}):
                 raise Bad(f"block '{layer.use}' has no parameter '{key}'{suggest(key, params or {})}")

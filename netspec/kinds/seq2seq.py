@@ -92,48 +92,80 @@ class _Shifted:
         return self.spec.problem(path, message)
 
 
+def _block_layers(part, use: str):
+    """A block's layers as validated (with its params' defaults), and their path's tail."""
+    d = part.blocks.get(use)
+    if d is None:
+        return None, ()
+    return (d.layers, ("blocks", use, "layers")) if hasattr(d, "layers") else (d, ("blocks", use))
+
+
+def _types(part, layers=None, seen=()) -> set[str]:
+    """Every layer type in a side's list, its blocks' layers included."""
+    out = set()
+    for layer in part.layers if layers is None else layers:
+        out.add(layer.type)
+        if layer.type == "block" and layer.use not in seen:
+            inner = _block_layers(part, layer.use)[0]
+            out |= _types(part, inner, (*seen, layer.use)) if inner else set()
+    return out
+
+
 def _check_layers(spec, side: str, problems: list, soft: list) -> list[int]:
     """Layers a step-by-step decoder (and a packed encoder) can run; the recurrent positions.
     `soft` gets the problems that still let the networks be built (and checked further)."""
     rec = []
-    layers = getattr(spec, side).layers
-    recurrent = any(layer.type in RECURRENT for layer in layers)
-    for i, layer in enumerate(layers):
-        here = (side, "layers", i, layer.type)
+    part = getattr(spec, side)
+    recurrent = any(layer.type in RECURRENT for layer in part.layers)
+    checked: set[str] = set()  # blocks, each checked once however often it is used
+    for i, layer in enumerate(part.layers):
         if layer.name is not None or layer.inputs is not None:
             problems.append(spec.problem((side, "layers", i), f"a seq2seq {side} is a chain of layers: "
                                                               "remove name/inputs here"))
-        if layer.type not in PER_STEP:
-            problems.append(spec.problem(here, f"{layer.type} cannot be in a seq2seq {side}: it takes embedding, "
-                                               "rnn, lstm, gru, transformer_encoder_layer, multi_head_attention, "
-                                               "position_embedding, dropout, linear, layer_norm and activation "
-                                               "layers (and transformer_decoder_layer in the decoder): layers that "
-                                               "keep one output per time step"))
-        elif layer.type == "transformer_decoder_layer" and side == "encoder":
-            problems.append(spec.problem(here, "transformer_decoder_layer attends to the encoder's output, so it "
-                                               "belongs in the decoder; the encoder takes "
-                                               "transformer_encoder_layer"))
-        elif side == "decoder" and recurrent and layer.type in ATTENTION:
-            problems.append(spec.problem(here, f"{layer.type} cannot be in a recurrent decoder, which runs its "
-                                               "layers one step at a time: use decoder.attention to read the "
-                                               "encoder, or make the decoder a transformer (no rnn/lstm/gru, "
-                                               "transformer_decoder_layer layers)"))
-        elif side == "decoder" and layer.type in SELF_ATTENTION | {"transformer_decoder_layer"} \
-                and not layer.causal:
-            fix = "remove 'causal: false'" if layer.type == "transformer_decoder_layer" else "set causal: true"
-            soft.append(spec.problem((*here, "causal"), "a decoder writes left to right: its self-attention must "
-                                                        f"not see later tokens; {fix}"))
-        elif layer.type in RECURRENT:
+        _check_layer(spec, side, part, (side, "layers", i), layer, recurrent, problems, soft, checked)
+        if layer.type in RECURRENT:
             rec.append(i)
-            if layer.output != "sequence":
-                problems.append(spec.problem((side, "layers", i, layer.type, "output"),
-                                             f"recurrent layers of a seq2seq {side} pass on the whole sequence "
-                                             f"(the wiring reads their states itself): remove 'output: {layer.output}'"))
     return rec
 
 
-def _net(layers):
-    return SimpleNamespace(layers=layers, input_dtype="long", blocks={}, input_shape=None)
+def _check_layer(spec, side, part, path, layer, recurrent, problems, soft, checked, in_block=False) -> None:
+    here = (*path, layer.type)
+    if layer.type == "block":  # its layers follow the same rules (an unknown block: the compiler says so)
+        layers, tail = _block_layers(part, layer.use)
+        if layers is not None and layer.use not in checked:
+            checked.add(layer.use)
+            for j, sub in enumerate(layers):
+                _check_layer(spec, side, part, (side, *tail, j), sub, recurrent, problems, soft, checked, True)
+    elif layer.type in RECURRENT and in_block:
+        problems.append(spec.problem(here, f"a recurrent layer cannot be in a seq2seq {side}'s block: the wiring "
+                                           "reads its state; put it in the layer list itself (stack cells with "
+                                           "num_layers: N)"))
+    elif layer.type not in PER_STEP and not (in_block and layer.type == "add"):
+        problems.append(spec.problem(here, f"{layer.type} cannot be in a seq2seq {side}: it takes embedding, "
+                                           "rnn, lstm, gru, transformer_encoder_layer, multi_head_attention, "
+                                           "position_embedding, dropout, linear, layer_norm, activation layers "
+                                           "and blocks of them (add inside blocks; transformer_decoder_layer in "
+                                           "the decoder): layers that keep one output per time step"))
+    elif layer.type == "transformer_decoder_layer" and side == "encoder":
+        problems.append(spec.problem(here, "transformer_decoder_layer attends to the encoder's output, so it "
+                                           "belongs in the decoder; the encoder takes transformer_encoder_layer"))
+    elif side == "decoder" and recurrent and layer.type in ATTENTION:
+        problems.append(spec.problem(here, f"{layer.type} cannot be in a recurrent decoder, which runs its "
+                                           "layers one step at a time: use decoder.attention to read the "
+                                           "encoder, or make the decoder a transformer (no rnn/lstm/gru, "
+                                           "transformer_decoder_layer layers)"))
+    elif side == "decoder" and layer.type in SELF_ATTENTION | {"transformer_decoder_layer"} and not layer.causal:
+        fix = "remove 'causal: false'" if layer.type == "transformer_decoder_layer" else "set causal: true"
+        soft.append(spec.problem((*here, "causal"), "a decoder writes left to right: its self-attention must "
+                                                    f"not see later tokens; {fix}"))
+    elif layer.type in RECURRENT and layer.output != "sequence":
+        problems.append(spec.problem((*here, "output"), f"recurrent layers of a seq2seq {side} pass on the whole "
+                                                        f"sequence (the wiring reads their states itself): remove "
+                                                        f"'output: {layer.output}'"))
+
+
+def _net(layers, blocks):
+    return SimpleNamespace(layers=layers, input_dtype="long", blocks=blocks, input_shape=None)
 
 
 def compile(spec, ctx: dict) -> dict[str, Compiled]:
@@ -147,7 +179,7 @@ def compile(spec, ctx: dict) -> dict[str, Compiled]:
     enc_rec = _check_layers(spec, "encoder", problems, soft)
     dec_rec = _check_layers(spec, "decoder", problems, soft)
     att = spec.decoder.attention
-    transformer = not dec_rec and any(x.type == "transformer_decoder_layer" for x in spec.decoder.layers)
+    transformer = not dec_rec and "transformer_decoder_layer" in _types(spec.decoder)
     if transformer:
         if att is not None:
             soft.append(spec.problem(("decoder", "attention"), "a transformer decoder reads the encoder "
@@ -180,13 +212,13 @@ def compile(spec, ctx: dict) -> dict[str, Compiled]:
     if problems:
         raise SpecError(problems + soft)
     problems = soft
-    enc = compile_network(spec, _net(spec.encoder.layers), ("encoder",), problems,
+    enc = compile_network(spec, _net(spec.encoder.layers, spec.encoder.blocks), ("encoder",), problems,
                           {"vocab_size": sv, "pad_index": PAD_ID}, input_shape=[spec.encoder.max_length])
     T = spec.decoder.max_length + 1  # <GO> y, or y <EOS>
     if transformer:
         return _transformer(spec, enc, tv, T, problems)
     r = dec_rec[0]
-    head = compile_network(spec, _net(spec.decoder.layers[:r + 1]), ("decoder",), problems,
+    head = compile_network(spec, _net(spec.decoder.layers[:r + 1], spec.decoder.blocks), ("decoder",), problems,
                            {"vocab_size": tv}, input_shape=[T])
     if tv is None and head is not None:
         problems.append(spec.problem(("decoder",), "the projection to the target vocabulary needs its size: give "
@@ -203,7 +235,8 @@ def compile(spec, ctx: dict) -> dict[str, Compiled]:
     width = H + D if att is not None else H
     tail = None
     if r + 1 < len(spec.decoder.layers):
-        ns = SimpleNamespace(layers=spec.decoder.layers[r + 1:], input_dtype="float", blocks={}, input_shape=None)
+        ns = SimpleNamespace(layers=spec.decoder.layers[r + 1:], input_dtype="float", blocks=spec.decoder.blocks,
+                             input_shape=None)
         tail = compile_network(_Shifted(spec, ("decoder", "layers"), r + 1), ns, ("decoder",), problems, {},
                                input_shape=[T, width])
         if tail is not None:
@@ -253,7 +286,7 @@ def _transformer(spec, enc, tv, T: int, problems: list) -> dict[str, Compiled]:
     reading the encoder's outputs as its memory; then the projection."""
     # an encoder that failed still lets the decoder be checked, as if its memory were as wide as the target
     memory = tuple(enc.output_shape) if enc is not None else "target"
-    dec = compile_network(spec, _net(spec.decoder.layers), ("decoder",), problems,
+    dec = compile_network(spec, _net(spec.decoder.layers, spec.decoder.blocks), ("decoder",), problems,
                           {"vocab_size": tv, "memory": memory}, input_shape=[T])
     if tv is None and dec is not None:
         problems.append(spec.problem(("decoder",), "the projection to the target vocabulary needs its size: give "

@@ -26,7 +26,7 @@ from pydantic import Field, field_validator
 
 from .base import Component, Strict, components
 from .layers import LayerSpec
-from .root import BaseSpec
+from .root import BaseSpec, BlockDef
 from .training import LossSpec, OptimizerSpec
 
 Size = Annotated[int, Field(gt=0)]
@@ -71,13 +71,18 @@ class Beam(Component):
 SearchSpec = components("search", "decoding search", [Greedy, Beam])
 
 
+Blocks = dict[str, Annotated[list[LayerSpec], Field(min_length=1)] | BlockDef]
+
+
 class Seq2SeqEncoder(Strict):
     layers: Annotated[list[LayerSpec], Field(min_length=1)]
+    blocks: Blocks = {}  # as model.blocks: named layer lists, with params, used with `block: {use: ..}`
     max_length: Size = 50  # longest source sequence, in tokens (see too_long)
 
 
 class Seq2SeqDecoder(Strict):
     layers: Annotated[list[LayerSpec], Field(min_length=1)]
+    blocks: Blocks = {}
     # a recurrent decoder's view of the encoder's outputs (a transformer decoder has its own)
     attention: AttentionSpec | None = None
     # how the encoder's final state starts a recurrent decoder: copy (same layers and size), linear
