@@ -102,3 +102,15 @@ def is_within(path: Path, folder: Path) -> bool:
         return True
     except ValueError:
         return False
+
+
+def memory_bytes() -> int:
+    """This machine's memory: what is read or built for a spec must fit in it."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"

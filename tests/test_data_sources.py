@@ -119,6 +119,7 @@ def test_corrupt_image_is_named(shapes, write_spec):
     ("empty_class", "[3, 8, 8]", "holds no PNG or JPEG"),
     ("flat", "[3, 8, 8]", "has no subfolders"),
     ("shape", "[64]", "input_shape [channels, height, width]"),
+    ("huge", "[3, 100000, 100000]", "at most 67,108,864 per image"),  # refused before decoding anything
 ])
 def test_image_folder_errors(shapes, write_spec, tmp_path, case, shape, needle):
     folder = shapes
@@ -316,3 +317,19 @@ def test_text_csv_long_texts_and_missing_labels(tmp_path, write_spec):
     with pytest.raises(netspec.SpecError) as e:
         D.load(netspec.load(write_spec(text)))
     assert f"{f} row 3, column 'label': the label is empty" in e.value.problems[0].message
+
+
+def test_text_csv_padded_past_memory_is_refused_before_allocating(tmp_path, write_spec):
+    f = write(tmp_path / "t.csv", "text,label\n" + "".join(f"a few words,{'ab'[i % 2]}\n" for i in range(10)))
+    text = """
+    name: t
+    data: {source: {text_csv: %s}, validation_split: 0.2}
+    model:
+      input_shape: [1000000000000]
+      input_dtype: long
+      layers: [{embedding: 4}, global_avg_pool, {linear: 2}]
+    """ % f
+    with pytest.raises(netspec.SpecError) as e:
+        D.load(netspec.load(write_spec(text)))
+    (p,) = e.value.problems
+    assert p.path == "model.input_shape" and p.line and "the longest text has 3 tokens: use input_shape: [3]" in p.message

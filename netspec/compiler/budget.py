@@ -10,21 +10,11 @@
 from __future__ import annotations
 
 import math
-import os
+
+from ..files import gib, memory_bytes
 
 MAX_LAYERS = 10_000  # layers of one network, blocks expanded; real networks have at most a few hundred
 FLOAT = 4  # bytes per value (float32)
-
-
-def memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 16 * 2**30
-
-
-def gib(n: float) -> str:
-    return f"{n / 2**30:,.1f} GiB"
 
 
 def layer_count(network, limit: int = MAX_LAYERS) -> int:

@@ -11,6 +11,7 @@ once never leave a half-written cache that is later read.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 import uuid
@@ -18,10 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SpecError
+from ..files import gib, memory_bytes
 from .base import Arrays, fail
 
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+MAX_PIXELS = 2**26  # 8192 x 8192: far beyond what a network here trains on
 _VERSION = "1"  # bump when decoding changes, so old caches are not read
 
 
@@ -80,6 +84,10 @@ def _shape(spec) -> tuple[int, int, int]:
         fail(spec, f"image_folder reads images as model.input_shape [channels, height, width] with 1 (grey), "
                    f"3 (RGB) or 4 (RGBA) channels; input_shape is {list(shape) or 'not set'}: set e.g. "
                    "input_shape: [3, 32, 32]")
+    if shape[1] * shape[2] > MAX_PIXELS:  # every image is resized to this: refuse before decoding one
+        raise SpecError([spec.problem(("model", "input_shape"), f"image_folder resizes every image to "
+                                                                f"{shape[1]:,} x {shape[2]:,} pixels; at most "
+                                                                f"{MAX_PIXELS:,} per image: use a smaller size")])
     return shape
 
 
@@ -117,6 +125,12 @@ def image_folder(src, spec) -> Arrays:
         if x is None:
             x = _build(spec, src, files, shape, folder, target)
     if x is None:
+        need = len(files) * math.prod(shape)
+        if need > memory_bytes() // 2:
+            raise SpecError([spec.problem(("model", "input_shape"), f"{len(files):,} images of {list(shape)} need "
+                                                                    f"{gib(need)} in memory, more than this machine "
+                                                                    f"can hold: use a smaller input_shape, or let "
+                                                                    f"image_folder cache them on disk (cache: true)")])
         x = np.empty((len(files), *shape), dtype=np.uint8)
         _decode_into(spec, x, files, shape, src.workers)
     return Arrays(x, labels, "classification", classes, scale=1 / 255, origin=str(root), checked=True)

@@ -20,7 +20,7 @@ import numpy as np
 from ..spec.text import PAIR_SOURCES
 from . import base as D
 from ..errors import RunError, SpecError
-from ..files import FileProblem, check_regular
+from ..files import FileProblem, check_regular, gib, memory_bytes
 
 PAD, GO, EOS, UNK = "<PAD>", "<GO>", "<EOS>", "<UNK>"
 CLASSIFIER_SPECIALS = [PAD, UNK]
@@ -177,6 +177,13 @@ def text_csv(src, spec) -> D.Arrays:
     vocab = src._vocab or build_vocab([texts[i] for i in idx["train"]], CLASSIFIER_SPECIALS, src.min_freq,
                                       src.max_vocab)
     index = {t: i for i, t in enumerate(vocab)}
+    need = len(texts) * T * 8
+    if need > memory_bytes() // 2:  # padded ids for every text: refuse before allocating them
+        longest = max(map(len, texts), default=1)
+        raise SpecError([spec.problem(("model", "input_shape"), f"padding {len(texts):,} texts to {T:,} tokens "
+                                                                f"needs {gib(need)}, more than this machine can "
+                                                                f"hold; the longest text has {longest:,} tokens: "
+                                                                f"use input_shape: [{longest}]")])
     x = np.zeros((len(texts), T), dtype=np.int64)  # <PAD> is 0
     for i, toks in enumerate(texts):
         x[i, :len(toks)] = encode(toks, index)
