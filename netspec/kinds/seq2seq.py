@@ -388,11 +388,18 @@ def decode(model, src, search, max_length: int) -> list[list[int]]:
 class Split:
     """One split as tensors, plus its target tokens as written (for exact match and BLEU)."""
 
-    def __init__(self, pairs, corpus: Corpus, device, limit: int | None = None):
-        xs, ys = pairs if limit is None else (pairs[0][:limit], pairs[1][:limit])
+    def __init__(self, pairs, corpus: Corpus, device):
+        xs, ys = pairs
         self.src = ids(xs, corpus.source_vocab).to(device)
         self.tgt = ids(ys, corpus.target_vocab, frame=True).to(device)
         self.sources, self.targets = xs, ys
+
+    def head(self, n: int) -> Split:
+        """Its first n pairs, sharing its tensors (padded to the whole split's longest: every
+        pass trims its batches)."""
+        part = object.__new__(Split)
+        part.src, part.tgt, part.sources, part.targets = self.src[:n], self.tgt[:n], self.sources[:n], self.targets[:n]
+        return part
 
 
 def _trim(src, tgt):
@@ -401,11 +408,28 @@ def _trim(src, tgt):
 
 
 @torch.no_grad()
-def measure(model, split: Split, names: set, spec, loss_fn, vocab: list[str], prefix: str = "val") -> dict:
+def measure(model, split: Split, names: set, spec, loss_fn, vocab: list[str], prefix: str = "val",
+            forced: bool = True, hyps: list | None = None) -> dict:
     """Teacher-forced loss, accuracy (per target token, <EOS> included) and perplexity over
-    `split`; exact_match and bleu of its decoded sequences against the targets as written."""
+    `split`; exact_match and bleu of its decoded sequences against the targets as written.
+    forced=False: the decoded metrics only (no teacher-forced pass); `hyps`, a list, receives
+    the decoded token ids (the epoch's shown examples reuse them)."""
     batch_size = spec.train.batch_size
     model.eval()
+    out = _forced(model, split, names, batch_size, loss_fn, prefix) if forced else {}
+    if names & {"exact_match", "bleu"}:
+        decoded = decode_all(model, split.src, spec, batch_size)
+        if hyps is not None:
+            hyps[:] = decoded
+        words = [[vocab[i] for i in h] for h in decoded]
+        if "exact_match" in names:
+            out[f"{prefix}/exact_match"] = sum(w == t for w, t in zip(words, split.targets)) / max(len(words), 1)
+        if "bleu" in names:
+            out[f"{prefix}/bleu"] = X.bleu(words, split.targets, _tokenizer(spec)[0])
+    return out
+
+
+def _forced(model, split: Split, names: set, batch_size: int, loss_fn, prefix: str) -> dict:
     total = nll = 0.0
     right = count = 0
     for i in range(0, len(split.src), batch_size * 4):
@@ -416,20 +440,16 @@ def measure(model, split: Split, names: set, spec, loss_fn, vocab: list[str], pr
         n = int(real.sum())
         flat, yf = logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1)
         total += float(loss_fn(flat, yf)) * (n if loss_fn.reduction == "mean" else 1)
-        nll += float(nn.functional.cross_entropy(flat, yf, ignore_index=PAD_ID, reduction="sum"))
-        right += int(((logits.argmax(-1) == y) & real).sum())
+        if "perplexity" in names:  # (computed only when asked: a second cross-entropy over the logits)
+            nll += float(nn.functional.cross_entropy(flat, yf, ignore_index=PAD_ID, reduction="sum"))
+        if "accuracy" in names:
+            right += int(((logits.argmax(-1) == y) & real).sum())
         count += n
     out = {f"{prefix}/loss": total / max(count, 1) if loss_fn.reduction == "mean" else total}
     if "accuracy" in names:
         out[f"{prefix}/accuracy"] = right / max(count, 1)
     if "perplexity" in names:
         out[f"{prefix}/perplexity"] = math.exp(min(nll / max(count, 1), 50))
-    if names & {"exact_match", "bleu"}:
-        words = [[vocab[i] for i in h] for h in decode_all(model, split.src, spec, batch_size)]
-        if "exact_match" in names:
-            out[f"{prefix}/exact_match"] = sum(w == t for w, t in zip(words, split.targets)) / max(len(words), 1)
-        if "bleu" in names:
-            out[f"{prefix}/bleu"] = X.bleu(words, split.targets, _tokenizer(spec)[0])
     return out
 
 
@@ -508,7 +528,8 @@ class Seq2Seq(Kind):
         self.model = build(spec, corpus.source_vocab, corpus.target_vocab).to(device)
         self.nets = {"model": self.model}
         self.data = {k: Split(v, corpus, device) for k, v in corpus.splits.items()}
-        self.train_decoded = Split(corpus.splits["train"], corpus, device, TRAIN_DECODED)
+        self.train_decoded = self.data["train"].head(TRAIN_DECODED)  # (not encoded twice)
+        self.hyps = []
         self.src, self.tgt = self.data["train"].src, self.data["train"].tgt
         self.size = len(self.src)
         self.splits = set(self.data) - {"train"}
@@ -541,9 +562,12 @@ class Seq2Seq(Kind):
         engine.update(loss)
         with torch.no_grad():  # accuracy and perplexity of the tokens this step trained on: no second pass
             real = y != PAD_ID
-            self.right.append(((flat.argmax(-1) == y) & real).sum())
-            self.nll.append(nn.functional.cross_entropy(flat.detach(), y, ignore_index=PAD_ID, reduction="sum"))
-            self.tokens.append(real.sum())
+            if "accuracy" in self.names:
+                self.right.append(((flat.argmax(-1) == y) & real).sum())
+            if "perplexity" in self.names:
+                self.nll.append(nn.functional.cross_entropy(flat.detach(), y, ignore_index=PAD_ID, reduction="sum"))
+            if self.names & {"accuracy", "perplexity"}:
+                self.tokens.append(real.sum())
         return {"train/loss": loss.item()}
 
     def start_epoch(self, epoch: int) -> None:
@@ -563,20 +587,22 @@ class Seq2Seq(Kind):
         if diagnose and decoded:
             self.model.eval()
             with torch.no_grad():
-                m = measure(self.model, self.train_decoded, decoded, self.spec, self.loss_fn,
-                            self.corpus.target_vocab, "train")
+                out.update(measure(self.model, self.train_decoded, decoded, self.spec, self.loss_fn,
+                                   self.corpus.target_vocab, "train", forced=False))
             self.model.train()
-            out.update({k: v for k, v in m.items() if k != "train/loss"})
         return out
 
     def evaluate(self, split: str) -> dict:
+        self.hyps = []  # the split's decoded sequences (when its metrics decode), for epoch_end
         return measure(self.model, self.data[split], self.names, self.spec, self.loss_fn,
-                       self.corpus.target_vocab, split)
+                       self.corpus.target_vocab, split, hyps=self.hyps)
 
     def epoch_end(self, engine, epoch: int, diagnose: bool, metrics: dict) -> dict:
         if engine.tb is not None:  # eight decoded examples: cheap enough for every epoch
             shown = self.data.get("val", self.train_decoded)
-            hyps = decode_all(self.model, shown.src[:8], self.spec, self.spec.train.batch_size)
+            # the validation pass just decoded them (when its metrics decode)
+            hyps = self.hyps[:8] if "val" in self.data and self.hyps else \
+                decode_all(self.model, shown.src[:8], self.spec, self.spec.train.batch_size)
             engine.tb.add_text("samples", samples_markdown(shown, hyps, self.corpus.target_vocab, self.tokenizer),
                                engine.step)
         return {}
