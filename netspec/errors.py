@@ -23,6 +23,11 @@ class SpecError(Exception):
     """A wrong spec (or command line). Exit code 2; printed one problem per line."""
 
     def __init__(self, problems: list[Problem]):
+        # in the order of the file, as an editor lists them (checks run in several passes);
+        # problems without a position (the spec as a whole) first
+        files = {p.file for p in problems}
+        if len(files) == 1:
+            problems = sorted(problems, key=lambda p: (p.line or 0, p.col or 0))
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
 

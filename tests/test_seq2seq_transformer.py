@@ -303,3 +303,9 @@ def test_block_problems_point_into_the_block(old, new, path, message):
         report(netspec.load(BLOCKS.replace(old, new)))
     assert any(p.path == path and message in p.message and p.line for p in e.value.problems), \
         [str(p) for p in e.value.problems]
+
+
+def test_problems_are_listed_in_the_order_of_the_file():
+    ps = _problems(dec="transformer_decoder_layer: {nhead: 5, causal: false}", extra="  attention: general")
+    lines = [(p.line, p.col) for p in ps]
+    assert lines == sorted(lines) and len(ps) == 3
