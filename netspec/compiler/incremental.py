@@ -67,8 +67,8 @@ class Incremental:
     that follow the ones already fed and returns the network's outputs for them.
     `reset()` forgets everything fed so far (the next call starts at position 0).
 
-    Without a model (a seq2seq decoder, whose layers are causal by construction), `run`
-    feeds one module at a time and `advance` moves the position on."""
+    Without a model (a seq2seq decoder, whose layers are causal by construction), `chain`
+    feeds new steps through a list of modules, with the encoder's memory."""
 
     def __init__(self, model: nn.Module | None = None):
         if model is not None:
@@ -88,13 +88,14 @@ class Incremental:
         self.offset += x.shape[1]
         return out
 
-    def run(self, module: nn.Module, x, memory=None):
-        """One module (and what it holds) on new steps at the current position."""
-        self.memory = memory
-        return self._run(module, x)
-
-    def advance(self, steps: int) -> None:
-        self.offset += steps
+    def chain(self, modules, x, memory=None):
+        """New steps through `modules` in order, at the current position; `memory` is
+        (keys, padding mask) for transformer_decoder_layer layers."""
+        self.memory, out = memory, x
+        for module in modules:
+            out = self._run(module, out)
+        self.offset += x.shape[1]
+        return out
 
     def reorder(self, rows) -> "Incremental":
         """Keep the cached rows `rows` (beam search follows its surviving hypotheses)."""

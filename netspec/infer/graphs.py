@@ -135,8 +135,5 @@ class PrefixStep(nn.Module):
         self.decoder = decoder
 
     def forward(self, prefix, keys, mask):
-        from ..kinds.seq2seq import GO_ID, PAD_ID
-        logits = self.decoder(prefix, None, (keys, mask))[0][:, -1].float()
-        never = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
-        never[[PAD_ID, GO_ID]] = True
-        return torch.log_softmax(logits.masked_fill(never, float("-inf")), -1)
+        from ..kinds.seq2seq_search import next_log_probs
+        return next_log_probs(self.decoder(prefix, None, (keys, mask))[0])

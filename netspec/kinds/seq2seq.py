@@ -56,7 +56,7 @@ def ids(seqs: list[list[str]], vocab: list[str], frame: bool = False) -> torch.T
     if frame:
         rows = [[GO_ID, *r, EOS_ID] for r in rows]
     lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
-    out = torch.full((len(rows), max(1, int(lengths.max()) if len(rows) else 1)), PAD_ID, dtype=torch.long)
+    out = torch.full((len(rows), max([1, *lengths.tolist()])), PAD_ID, dtype=torch.long)
     # one flat tensor scattered into place: a tensor per row cost ~0.2 s for 12,000 pairs
     flat = torch.tensor([t for r in rows for t in r], dtype=torch.long)
     out[torch.arange(out.shape[1])[None, :] < lengths[:, None]] = flat
@@ -116,54 +116,51 @@ def _types(part, layers=None, seen=()) -> set[str]:
 def _check_layers(spec, side: str, problems: list, soft: list) -> list[int]:
     """Layers a step-by-step decoder (and a packed encoder) can run; the recurrent positions.
     `soft` gets the problems that still let the networks be built (and checked further)."""
-    rec = []
     part = getattr(spec, side)
     recurrent = any(layer.type in RECURRENT for layer in part.layers)
     checked: set[str] = set()  # blocks, each checked once however often it is used
+
+    def check(path, layer, in_block):
+        here = (*path, layer.type)
+        if layer.type == "block":  # its layers follow the same rules (an unknown block: the compiler says so)
+            layers, tail = _block_layers(part, layer.use)
+            if layers is not None and layer.use not in checked:
+                checked.add(layer.use)
+                for j, sub in enumerate(layers):
+                    check((side, *tail, j), sub, True)
+        elif layer.type in RECURRENT and in_block:
+            problems.append(spec.problem(here, f"a recurrent layer cannot be in a seq2seq {side}'s block: the "
+                                               "wiring reads its state; put it in the layer list itself (stack "
+                                               "cells with num_layers: N)"))
+        elif layer.type not in PER_STEP and not (in_block and layer.type == "add"):
+            problems.append(spec.problem(here, f"{layer.type} cannot be in a seq2seq {side}: it takes embedding, "
+                                               "rnn, lstm, gru, transformer_encoder_layer, multi_head_attention, "
+                                               "position_embedding, dropout, linear, layer_norm, activation layers "
+                                               "and blocks of them (add inside blocks; transformer_decoder_layer "
+                                               "in the decoder): layers that keep one output per time step"))
+        elif layer.type == "transformer_decoder_layer" and side == "encoder":
+            problems.append(spec.problem(here, "transformer_decoder_layer attends to the encoder's output, so it "
+                                               "belongs in the decoder; the encoder takes transformer_encoder_layer"))
+        elif side == "decoder" and recurrent and layer.type in ATTENTION:
+            problems.append(spec.problem(here, f"{layer.type} cannot be in a recurrent decoder, which runs its "
+                                               "layers one step at a time: use decoder.attention to read the "
+                                               "encoder, or make the decoder a transformer (no rnn/lstm/gru, "
+                                               "transformer_decoder_layer layers)"))
+        elif side == "decoder" and layer.type in SELF_ATTENTION | {"transformer_decoder_layer"} and not layer.causal:
+            fix = "remove 'causal: false'" if layer.type == "transformer_decoder_layer" else "set causal: true"
+            soft.append(spec.problem((*here, "causal"), "a decoder writes left to right: its self-attention must "
+                                                        f"not see later tokens; {fix}"))
+        elif layer.type in RECURRENT and layer.output != "sequence":
+            problems.append(spec.problem((*here, "output"), f"recurrent layers of a seq2seq {side} pass on the "
+                                                            f"whole sequence (the wiring reads their states "
+                                                            f"itself): remove 'output: {layer.output}'"))
+
     for i, layer in enumerate(part.layers):
         if layer.name is not None or layer.inputs is not None:
             problems.append(spec.problem((side, "layers", i), f"a seq2seq {side} is a chain of layers: "
                                                               "remove name/inputs here"))
-        _check_layer(spec, side, part, (side, "layers", i), layer, recurrent, problems, soft, checked)
-        if layer.type in RECURRENT:
-            rec.append(i)
-    return rec
-
-
-def _check_layer(spec, side, part, path, layer, recurrent, problems, soft, checked, in_block=False) -> None:
-    here = (*path, layer.type)
-    if layer.type == "block":  # its layers follow the same rules (an unknown block: the compiler says so)
-        layers, tail = _block_layers(part, layer.use)
-        if layers is not None and layer.use not in checked:
-            checked.add(layer.use)
-            for j, sub in enumerate(layers):
-                _check_layer(spec, side, part, (side, *tail, j), sub, recurrent, problems, soft, checked, True)
-    elif layer.type in RECURRENT and in_block:
-        problems.append(spec.problem(here, f"a recurrent layer cannot be in a seq2seq {side}'s block: the wiring "
-                                           "reads its state; put it in the layer list itself (stack cells with "
-                                           "num_layers: N)"))
-    elif layer.type not in PER_STEP and not (in_block and layer.type == "add"):
-        problems.append(spec.problem(here, f"{layer.type} cannot be in a seq2seq {side}: it takes embedding, "
-                                           "rnn, lstm, gru, transformer_encoder_layer, multi_head_attention, "
-                                           "position_embedding, dropout, linear, layer_norm, activation layers "
-                                           "and blocks of them (add inside blocks; transformer_decoder_layer in "
-                                           "the decoder): layers that keep one output per time step"))
-    elif layer.type == "transformer_decoder_layer" and side == "encoder":
-        problems.append(spec.problem(here, "transformer_decoder_layer attends to the encoder's output, so it "
-                                           "belongs in the decoder; the encoder takes transformer_encoder_layer"))
-    elif side == "decoder" and recurrent and layer.type in ATTENTION:
-        problems.append(spec.problem(here, f"{layer.type} cannot be in a recurrent decoder, which runs its "
-                                           "layers one step at a time: use decoder.attention to read the "
-                                           "encoder, or make the decoder a transformer (no rnn/lstm/gru, "
-                                           "transformer_decoder_layer layers)"))
-    elif side == "decoder" and layer.type in SELF_ATTENTION | {"transformer_decoder_layer"} and not layer.causal:
-        fix = "remove 'causal: false'" if layer.type == "transformer_decoder_layer" else "set causal: true"
-        soft.append(spec.problem((*here, "causal"), "a decoder writes left to right: its self-attention must "
-                                                    f"not see later tokens; {fix}"))
-    elif layer.type in RECURRENT and layer.output != "sequence":
-        problems.append(spec.problem((*here, "output"), f"recurrent layers of a seq2seq {side} pass on the whole "
-                                                        f"sequence (the wiring reads their states itself): remove "
-                                                        f"'output: {layer.output}'"))
+        check((side, "layers", i), layer, False)
+    return [i for i, layer in enumerate(part.layers) if layer.type in RECURRENT]
 
 
 def _net(layers, blocks):

@@ -168,8 +168,6 @@ class TransformerDecoder(nn.Module):
     def forward(self, tokens, state: Incremental | None, memory):
         keys, real = memory
         run = state if state is not None else Incremental()  # a whole target: nothing to keep
-        x = tokens
-        for name in self.names:
-            x = run.run(self._modules[name], x, (keys, ~real))  # the attention modules take True at padding
-        run.advance(tokens.shape[1])
+        # the attention modules take True at padding
+        x = run.chain([self._modules[n] for n in self.names], tokens, (keys, ~real))
         return self.projection(x), state

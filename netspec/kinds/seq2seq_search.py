@@ -19,13 +19,18 @@ def reorder(state, rows):
     return state[:, rows]
 
 
+def next_log_probs(logits):
+    """The last position's logits [N, T, V] -> log-probabilities [N, V]; <PAD> and <GO> are never outputs."""
+    last = logits[:, -1].float()
+    last[:, [PAD_ID, GO_ID]] = float("-inf")
+    return torch.log_softmax(last, -1)
+
+
 def stepper(decoder, memory):
-    """step(tokens [N], state) -> (log-probabilities [N, V], state); <PAD> and <GO> are never outputs."""
+    """step(tokens [N], state) -> (log-probabilities [N, V], state)."""
     def step(tokens, state):
         logits, state = decoder(tokens[:, None], state, memory)
-        logits = logits[:, -1].float()
-        logits[:, [PAD_ID, GO_ID]] = float("-inf")
-        return torch.log_softmax(logits, -1), state
+        return next_log_probs(logits), state
     return step
 
 
